@@ -90,12 +90,11 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
     return Reflagged(len(priorities), now_flagged, unflagged)
 
 
-def models_flag(db: "Database", image_id: int, settings: FlagSettings) -> bool:
-    """Whether the models flag the image, from its predictions that count and its folder's thresholds (what
-    ``reflag_images`` would write; nothing is written): F undone hands the flag back to them with the clear, and
-    ``ReviewService.put_flag`` re-flags the image after it, for a re-flag that skipped it meanwhile (a session-51
-    review)."""
-    folder_id = db.images.folders_of([image_id]).get(image_id)
+def models_flag(db: "Database", folder_id: int | None, image_id: int, settings: FlagSettings) -> bool:
+    """Whether the models flag the image of ``folder_id``, from its predictions that count and its folder's thresholds
+    (what ``reflag_images`` would write; nothing is written): F undone hands the flag back to them with the clear,
+    and ``ReviewService.put_flag`` re-flags the image after it, for a re-flag that skipped it meanwhile (a session-51
+    review). An image without a folder (removed meanwhile) is not flagged."""
     return folder_id is not None and bool(_models_flags(db, folder_id, [image_id], settings)[0])
 
 

@@ -736,9 +736,13 @@ class ReviewService:
             raise ReviewError(f"its mask is {mw} x {mh} px, made for the file's earlier content, and the image is now "
                               f"{w} x {h} px: it cannot be put back on it (give its class or verdict again by hand)")
 
+    def inspector_flag(self, flagged: bool) -> FlagDecision:
+        """This inspector's flag decision, kept over the models' (F: the window's and ``set_flag``'s one author rule)."""
+        return FlagDecision.inspector(flagged, self.settings.author or None)
+
     def set_flag(self, image_id: int, flagged: bool, wait_s: float | None = None) -> QueueItem:
         """This inspector's flag, kept over the models' (``wait_s`` as for ``save``)."""
-        return self.put_flag(image_id, FlagDecision.inspector(flagged, self.settings.author or None), wait_s)
+        return self.put_flag(image_id, self.inspector_flag(flagged), wait_s)
 
     def put_flag(self, image_id: int, decision: FlagDecision, wait_s: float | None = None) -> QueueItem:
         """Store ``decision`` as it says (F, its undo and redo; ``wait_s`` as for ``save``). One that leaves the flag
@@ -766,8 +770,8 @@ class ReviewService:
                 self.db.images.set_inspector_flag([image_id], decision.override, decision.by)
             else:
                 read = models_settings()   # before anything is written: unreadable, the flag stays as it was
-                self.db.images.clear_inspector_flag([image_id], models_flag(self.db, image_id, read))
                 folder_id = self.db.images.folders_of([image_id]).get(image_id)
+                self.db.images.clear_inspector_flag([image_id], models_flag(self.db, folder_id, image_id, read))
                 if folder_id is not None:
                     try:
                         flags = models_settings()   # a change saved before the clear, whose re-flag skipped it
