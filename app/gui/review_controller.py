@@ -381,6 +381,9 @@ class ReviewController(QObject):
         self._files[image_id] = (detail.item.path, detail.item.content_hash)
         self.image_loaded.emit(detail)
         self.label_changed.emit(label)
+        # its history, read with the image itself (not on every ``image_loaded``: a job's new prediction merged into
+        # the image shown re-read the whole history for nothing, a session-51 re-read); again once a save lands
+        self.read_history()
         self._run_deferred(image_id)
 
     def _say_keys_wait(self) -> None:
@@ -787,7 +790,7 @@ class ReviewController(QObject):
         assert self.detail is not None  # what _ready() checked
         image_id = self.detail.item.image_id
         now = self._flag_asked.get(image_id) or FlagDecision.of(self.detail.item)
-        want = FlagDecision.inspector(not now.flagged, self.service.settings.author or None)
+        want = self.service.inspector_flag(not now.flagged)
         self.undo_stack.push(FlagEdit(self, image_id, now, want, PurePosixPath(self.detail.item.rel_path).name))
 
     def apply_flag(self, image_id: int, want: FlagDecision, replay: bool = False) -> None:
@@ -1289,10 +1292,15 @@ class ReviewController(QObject):
         newest = {**self._pending, **self._local}
         if not newest:
             return []
-        labels = {i: waiting[0] for i, waiting in newest.items()}
-        return self.service.recovery_files(labels, {i: self._seen.get(i) for i in labels}, tag="-closing",
-                                           landing=self._landing(labels), images=self._files_of(labels),
-                                           decided=self._decided, sources={i: w[2] for i, w in newest.items()})
+        return self.service.recovery_files(tag="-closing", **self._recovery_args(newest))
+
+    def _recovery_args(self, waiting: dict) -> dict[str, Any]:
+        """What a recovery file keeps of these waiting labels (``keep_safe``'s and ``rescue_pending``'s one list):
+        each label, the revision it was based on, its file, the writes still landing, when it was decided and how
+        the image came to be labelled."""
+        return {"labels": {i: w[0] for i, w in waiting.items()}, "bases": {i: self._seen.get(i) for i in waiting},
+                "images": self._files_of(waiting), "landing": self._landing(waiting), "decided": self._decided,
+                "sources": {i: w[2] for i, w in waiting.items()}}
 
     def _files_of(self, image_ids) -> dict[int, tuple[str | None, str | None]]:
         return {i: self._files[i] for i in image_ids if i in self._files}
@@ -1310,11 +1318,7 @@ class ReviewController(QObject):
             self._adopt_on_the_way()
         if not self._pending:
             return None
-        return self.service.write_recovery({i: waiting[0] for i, waiting in self._pending.items()},
-                                           bases={i: self._seen.get(i) for i in self._pending},
-                                           images=self._files_of(self._pending),
-                                           landing=self._landing(self._pending), decided=self._decided,
-                                           sources={i: waiting[2] for i, waiting in self._pending.items()})
+        return self.service.write_recovery(**self._recovery_args(self._pending))
 
 
 @dataclass(frozen=True)
