@@ -344,12 +344,13 @@ class ImportDialog(QDialog):
         review)."""
         self.mapping.blockSignals(True)
         self.mapping.setRowCount(len(seen))
+        own = list(dict.fromkeys(self.classes))
+        listed = set(own).union(*routed.values())
         for r, (name, mapped) in enumerate(sorted(seen.items())):
             self.mapping.setItem(r, 0, QTableWidgetItem(name))
             combo = QComboBox()
             combo.setEditable(True)
-            own = list(dict.fromkeys(self.classes))
-            combo.addItems(own if mapped in set(own).union(*routed.values()) else [mapped, *own])
+            combo.addItems(own if mapped in listed else [mapped, *own])
             for model, classes in routed.items():
                 if classes:
                     _add_heading(combo, f"— classes of {model}, where it runs —")

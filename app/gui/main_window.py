@@ -210,9 +210,8 @@ class MainWindow(QMainWindow):
         r.replayed.connect(q.select_alone)  # after undo/redo only the image it changed is selected
         r.bring_back.connect(q.select_alone)  # an edit refused after Accept moved on: its image again
         r.label_changed.connect(self.label_panel.show_label)
-        # the history of the image shown, read again once a save of it has landed: it was read on every label change,
-        # at the edit (before the write, nothing new) and again once stored (a session-51 audit)
-        r.image_loaded.connect(lambda _d: r.read_history())
+        # the history of the image shown (read with the image), read again once a save of it has landed: it was read
+        # on every label change, at the edit (before the write, nothing new) and again once stored (a session-51 audit)
         r.label_saved.connect(lambda image_id: r.read_history() if image_id == r.image_id else None)
         r.history_read.connect(self.label_panel.show_history)
         r.message.connect(self._say)
