@@ -131,15 +131,6 @@ class FolderRepository:
             s.execute(raise_label_watermark())   # its images' labels went with it: other windows re-read counts
 
 
-def _lock_index(s: Session, folder_id: int) -> None:
-    """Take the folder's rows for this transaction's re-read and writes: two stations following one open folder
-    (or opening one new lot) each read the rows before the other's insert committed, both inserted the new files, and
-    PostgreSQL refused the second with a duplicate key, its station saying "The open folder cannot be followed" of
-    files the other had just indexed (a session-51 audit). Now the second waits, reads the first's rows and finds
-    them unchanged."""
-    lock_folder_indexes(s, [folder_id])
-
-
 class ImageRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -156,7 +147,12 @@ class ImageRepository:
         entries = list(entries)
         now = utcnow()
         with self.db.session(write=True) as s:
-            _lock_index(s, folder_id)
+            # the folder's rows for this transaction's re-read and writes: two stations following one open folder
+            # (or opening one new lot) each read the rows before the other's insert committed, both inserted the new
+            # files, and PostgreSQL refused the second with a duplicate key, its station saying "The open folder
+            # cannot be followed" of files the other had just indexed (a session-51 audit); now the second waits,
+            # reads the first's rows and finds them unchanged
+            lock_folder_indexes(s, [folder_id])
             if s.get(Folder, folder_id) is None:
                 raise ConflictError(f"folder {folder_id} is not registered.")
             columns = (Image.id, Image.rel_path, Image.size_bytes, Image.mtime_ns, Image.content_hash, Image.missing)
@@ -250,7 +246,7 @@ class ImageRepository:
         of the rows moved."""
         now, moved = utcnow(), {}
         with self.db.session(write=True) as s:
-            _lock_index(s, folder_id)   # a new row at the new path, inserted meanwhile by another station's sync
+            lock_folder_indexes(s, [folder_id])   # a new row at the new path, inserted meanwhile by another station's sync
             for old_path, e in moves:
                 row_id = s.scalar(select(Image.id).where(Image.folder_id == folder_id, Image.rel_path == old_path))
                 if row_id is None or s.scalar(select(Image.id).where(Image.folder_id == folder_id,

@@ -18,7 +18,7 @@ from database.convert import to_dto
 from database.dto import UNCHANGED, LabelChange, LabelRevisionInfo, RevisionSummary, StateMove
 from database.errors import ConflictError, RowGoneError, StaleLabelError
 from database.images import chunks, label_keys_update, raise_label_watermark, set_label_keys
-from database.locks import lock_folder_indexes
+from database.locks import lock_image_folders
 from database.models import Image, LabelRevision, LabelWatermark, Prediction, db_now, table_of
 from database.states import AnomalyVerdict, LabelSource, ReviewState
 
@@ -199,10 +199,7 @@ class LabelRepository:
         with self.db.session(write=True) as s:
             # the folders' index first, as a re-scan takes it, then the rows (``lock_folder_indexes``: on PostgreSQL
             # an import and a re-scan of a folder locked its rows in other orders and deadlocked, a session-51 review)
-            folders: set[int] = set()
-            for part in chunks(sorted(ids)):
-                folders.update(s.scalars(select(Image.folder_id).where(Image.id.in_(part)).distinct()))
-            lock_folder_indexes(s, folders)
+            lock_image_folders(s, ids)
             latest: dict[int, LabelRevision] = {}
             traces: dict[int, dict[str, str] | None] = {}
             for part in chunks(ids):

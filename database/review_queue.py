@@ -304,7 +304,7 @@ class _Shape:
         # entries are not walked. Not with a few ids (``within``): those drive, as the images' "folder_id + 0" says.
         folder = ([pred.folder_id == self.qq.folder_id]
                   if self.qq.folder_id is not None and self.qq.within is None else [])
-        # By confidence ix_predictions_folder_confidence (0020): most confident first read every other folder's
+        # By confidence ix_predictions_folder_confidence (0021): most confident first read every other folder's
         # higher answers before the first page, another line's out of domain at 1.0 among them (a folder of 10,000
         # images beside 100,000 such: 10-14 ms on both engines). The target count and anomaly score have no such
         # index (their walks read other folders' higher values, as since 0008).

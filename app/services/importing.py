@@ -260,8 +260,11 @@ class Planner:
         out: dict[str, tuple[str, ...]] = {}
         for runs, answered, named in dict.fromkeys(self.stand(t) for t in targets):
             version = counting_version(self.db, answered, named, self.version) if runs else None
-            if version is not None and (active is None or version.id != active.id) and version_classes(version):
-                out.setdefault(version.name, version_classes(version))
+            if version is None or (active is not None and version.id == active.id):
+                continue
+            classes = version_classes(version)
+            if classes:
+                out.setdefault(version.name, classes)
         return dict(sorted(out.items()))
 
     def station_class(self, name: Any, target: Target) -> Any:
