@@ -387,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
         for line in fit_after_training([plan.model_dir], plan.data_dir, device=args.device,
                                        grouping=lambda paths: path_groups(paths, rule=rule), also=learnt_too):
             print(line, file=sys.stderr)
-        events.emit("stage", stage="register", message=f"registering {name}")
+        events.emit("stage", stage="register", message=f"registering {name}", version=name)
         # A cancel from here on comes too late to undo: the row is committed and its files are being copied into
         # the database. It was taken then, the folder removed and "nothing was registered" said, while a challenger
         # with no files stood registered in place of the earlier one (found by a session-43 probe). It waits for

@@ -479,8 +479,11 @@ class ModelsDialog(QDialog):
                   f"disagreements below, then {then}.{scores}")
 
     def _on_failed(self, message: str) -> None:
+        """Said in red; the table is read again, as a failure after registering (or a process stopped while it
+        registered: ``RetrainRunner.stop``) leaves a version in it, and the table is where that is seen."""
         self._idle()
         self._fail(f"Retraining failed: {message}")
+        self.refresh()
 
     def _on_declined(self, message: str) -> None:
         """The command declined its input before making anything (seen under Xvfb, session 41: 40 imported tile labels,
@@ -520,14 +523,15 @@ class ModelsDialog(QDialog):
     # -- closing ------------------------------------------------------------------------
     def done(self, result: int) -> None:
         """Closing (Close, Esc, the window's ✕) while retraining asks first, and always ends the process (one
-        registering its version is let finish: ``RetrainRunner.stop``)."""
+        registering its version is waited for, at most RetrainRunner.REGISTER_WAIT_S, a dialog offering Close anyway:
+        ``RetrainRunner.stop``)."""
         note = self.closing_note("this window")
         if note is not None:
             if self.interactive and QMessageBox.question(
                     self, "Retraining in progress", f"{note}\n\nClose this window?",
                     QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No) != QMessageBox.StandardButton.Yes:
                 return
-            self.runner.stop()
+            self.runner.stop(self if self.interactive else None)
         super().done(result)
 
     def closing_note(self, what: str) -> str | None:
@@ -539,8 +543,9 @@ class ModelsDialog(QDialog):
             return None
         if self.runner.registering:
             family = self._running[0] if self._running is not None else "new"
-            return (f"A retraining is registering its new {family} version; closing {what} waits until it is in, "
-                    f"and it stays as the {family} challenger.")
+            return (f"A retraining is registering its new {family} version; closing {what} waits until it is in "
+                    f"(at most {int(self.runner.REGISTER_WAIT_S)} s, or until you close anyway), and it stays as the "
+                    f"{family} challenger.")
         return f"A retraining is running; closing {what} cancels it (nothing of it is kept)."
 
 
@@ -627,7 +632,7 @@ def install(window) -> None:
     def stop_retraining() -> None:   # the station closes: no retraining process outlives it
         dlg = window.models_dialog
         if dlg is not None:
-            dlg.runner.stop()
+            dlg.runner.stop(window if window.ctx.interactive else None)   # a registration: waited for, bounded
             dlg.calls.close()        # a late answer finds no widgets to fill
     def retraining_question() -> str | None:
         dlg = window.models_dialog

@@ -3,13 +3,21 @@
 Training runs in its own process (the station's ``retrain`` command, see
 ``app.services.retrain_protocol``), never in the GUI's: the window imports no torch and never
 waits on a model. QProcess delivers its output on the GUI thread without blocking it.
+
+Closing while the command registers its version waits for it, but not for good (``stop``): a small modal dialog says
+whose registration it waits for and offers **Close anyway**; after ``REGISTER_WAIT_S`` or that button the process is
+killed. Killing it then is safe: the version's row is written in one transaction (committed or not) and its files in
+the database in another (a version without them is shared by the first load that sees its folder), and a model folder
+left with no version is removed by the next retraining's sweep (``sweep_dead_work``). What is not known is whether it
+got in, and the dialog says so.
 """
 from __future__ import annotations
 
 from collections import deque
 from typing import Sequence
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QEventLoop, QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtWidgets import QProgressDialog, QWidget
 
 from app.paths import REPO_ROOT
 from app.services.child_command import ChildCommand
@@ -36,6 +44,7 @@ class RetrainRunner(QObject):
     cancelled = Signal()
 
     KILL_AFTER_MS = 5000         # after terminate(): time to save and leave before kill()
+    REGISTER_WAIT_S = 60.0       # closing waits this long for a version being registered, then kills the process
     STDERR_LINES = 6
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -44,6 +53,8 @@ class RetrainRunner(QObject):
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
+        self._stopping = False   # stop() is waiting (its nested event loop must not start another wait)
+        self.wait_dialog: QProgressDialog | None = None   # shown while stop() waits for a registration
         self._reset()
 
     def _reset(self) -> None:
@@ -55,6 +66,8 @@ class RetrainRunner(QObject):
         self._cancel_requested = False
         self._cancelled_event = False
         self._registering = False  # the command said it is registering its version: never killed then
+        self._version = ""         # the version it registers, as its register stage named it
+        self._abandoned = False    # stop() killed it while it registered ("Close anyway" or REGISTER_WAIT_S)
 
     @property
     def running(self) -> bool:
@@ -104,18 +117,76 @@ class RetrainRunner(QObject):
         self._proc.terminate()
         self._kill_timer.start(self.KILL_AFTER_MS)
 
-    def stop(self) -> None:
+    def stop(self, parent: QWidget | None = None) -> None:
         """Cancel and wait until the process is gone (closing the dialog or the station: no orphan process). One
-        that is registering its version is waited for, not killed, as ``_kill`` decides (it was killed after
-        KILL_AFTER_MS while registering, skipping that guard: a session-51 audit)."""
+        that is registering its version is not killed by the cancel's timer (``_kill`` decides), and is waited for
+        with the events going on, for at most REGISTER_WAIT_S: with ``parent`` (a person closing) a modal dialog
+        under it says whose registration it waits for and offers Close anyway. Then it is killed: safe, as the
+        module says, though the version may or may not be in (``failed`` says so). A session-51 review: this waited
+        in a loop on the GUI thread for as long as the registration took, forever for one stuck on a row lock, a
+        hung disk or a stopped process, the station unable to close and nothing on screen saying why."""
         proc = self._proc
-        if proc is None:
+        if proc is None or self._stopping:
             return
-        self.cancel()
-        while self._proc is proc and not proc.waitForFinished(self.KILL_AFTER_MS):
-            if self._kill():
+        self._stopping = True
+        try:
+            self.cancel()
+            if not self._registering and proc.waitForFinished(self.KILL_AFTER_MS):
+                return   # a cancel out of training takes moments (it saves nothing half-done)
+            if self._proc is not proc:
+                return
+            if self._kill():   # still there after KILL_AFTER_MS, and not registering
                 proc.waitForFinished(3000)
                 return
+            self._await_registration(proc, parent)
+        finally:
+            self._stopping = False
+
+    def _await_registration(self, proc: QProcess, parent: QWidget | None) -> None:
+        """Wait for the registration with the events going on (the station redraws; the dialog's modality keeps
+        what it shows from being used meanwhile), until the process ends, REGISTER_WAIT_S passes or Close anyway is
+        pressed; the last two kill it."""
+        loop = QEventLoop()
+        proc.finished.connect(loop.quit)
+        deadline = QTimer()
+        deadline.setSingleShot(True)
+        deadline.timeout.connect(lambda: self._abandon(proc, loop))
+        deadline.start(int(self.REGISTER_WAIT_S * 1000))
+        if parent is not None:
+            version = self._version or "the new version"
+            dialog = QProgressDialog(
+                f"Waiting for {version}'s registration…\n\nThe retraining is writing {version} into the database; "
+                f"closing waits for it (at most {int(self.REGISTER_WAIT_S)} s). Close anyway stops it now: the "
+                "version may not be registered then; the Models window shows which.",
+                "Close anyway", 0, 0, parent)
+            dialog.setWindowTitle("Closing")
+            dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
+            dialog.setMinimumDuration(0)
+            dialog.setAutoClose(False)
+            dialog.setAutoReset(False)
+            dialog.canceled.connect(lambda: self._abandon(proc, loop))
+            self.wait_dialog = dialog
+            dialog.show()
+        try:
+            if self._proc is proc:
+                loop.exec()
+        finally:
+            deadline.stop()
+            if self.wait_dialog is not None:
+                self.wait_dialog.canceled.disconnect()
+                self.wait_dialog.close()
+                self.wait_dialog.deleteLater()
+                self.wait_dialog = None
+
+    def _abandon(self, proc: QProcess, loop: QEventLoop) -> None:
+        """Close anyway, or REGISTER_WAIT_S passed: the registering process is killed (see the module's why)."""
+        if self._proc is proc:
+            self._abandoned = True
+            proc.kill()
+            if not proc.waitForFinished(3000):   # SIGKILL ends it at once; a process in the kernel's D state need not
+                loop.quit()
+                return
+        loop.quit()
 
     # -- process output -----------------------------------------------------------------
     def _read_out(self) -> None:
@@ -141,6 +212,7 @@ class RetrainRunner(QObject):
         if isinstance(event, RetrainStage):
             if event.stage == "register":
                 self._registering = True
+                self._version = event.version
             self.stage.emit(event)
         elif isinstance(event, RetrainProgress):
             self.progress.emit(event)
@@ -171,6 +243,10 @@ class RetrainRunner(QObject):
         self._end()
         if self._done is not None:
             self.succeeded.emit(self._done)
+        elif self._abandoned:
+            self.failed.emit(f"closed while it registered {self._version or 'the new version'}: the process was "
+                             "stopped before it said the version is in, so the version may not be registered; the "
+                             "versions table shows which")
         elif self._cancelled_event:   # the command said so, also where an error came of the cancel
             self.cancelled.emit()
         elif self._error is not None and is_refusal(self._error):

@@ -19,6 +19,7 @@ from app.services.child_command import ChildCommand, station_command
 class RetrainStage:
     stage: str            # export | train | compare | refit | domain | register
     message: str
+    version: str = ""     # the register stage's: the name of the version being registered ("" where not said)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def parse_event(line: str | bytes) -> RetrainEvent | None:
         return None
     kind = obj.get("event")
     if kind == "stage" and isinstance(obj.get("stage"), str):
-        return RetrainStage(obj["stage"], str(obj.get("message") or ""))
+        return RetrainStage(obj["stage"], str(obj.get("message") or ""), str(obj.get("version") or ""))
     if kind == "progress":
         done, total = _int(obj.get("done")), _int(obj.get("total"))
         if done is None or total is None:

@@ -654,8 +654,8 @@ def test_closing_while_the_version_registers_says_it_stays_and_waits_for_it(qtbo
     assert "cancels it (nothing of it is kept)" in dlg.closing_note("the station")
     qtbot.waitUntil(lambda: "register" in stages, timeout=20000)
     assert dlg.closing_note("the station") == ("A retraining is registering its new classifier version; closing the "
-                                               "station waits until it is in, and it stays as the classifier "
-                                               "challenger.")
+                                               "station waits until it is in (at most 60 s, or until you close "
+                                               "anyway), and it stays as the classifier challenger.")
     pid = dlg.runner.pid()
     asked: list[str] = []
     monkeypatch.setattr(models_dialog.QMessageBox, "question",
