@@ -654,11 +654,15 @@ class JobRepository:
             # A worker has one batch on the models and may hold the next, claimed ahead and decoding: only its
             # earliest claim was tried. Counted too, the batch claimed ahead failed for good as "stopped responding
             # 3 times" beside the one image that killed the worker, never having reached the models (a session-45
-            # probe); it goes back with its claim not counted.
-            first: dict[str | None, Any] = {}
-            for r in rows:
-                if r.claimed_at is not None and (r.claimed_by not in first or r.claimed_at < first[r.claimed_by]):
-                    first[r.claimed_by] = r.claimed_at
+            # probe); it goes back with its claim not counted. The earliest claim is read over all of the worker's
+            # running items, locked or not: read over the rows the SKIP LOCKED select returned, a worker frozen inside
+            # complete_items (its batch's rows locked) had the batch claimed ahead taken for its earliest, counted on
+            # each freeze, and failed after three as "stopped responding" (a session-51 review).
+            owners = {r.claimed_by for r in rows if r.claimed_by is not None}
+            first: dict[str | None, Any] = dict(s.execute(
+                select(JobItem.claimed_by, func.min(JobItem.claimed_at))
+                .where(JobItem.status == RUNNING, JobItem.claimed_by.in_(sorted(owners)))
+                .group_by(JobItem.claimed_by)).tuples().all()) if owners else {}
             failed: dict[int, int] = {}
             for r in rows:
                 ahead = r.claimed_at is not None and r.claimed_at > first.get(r.claimed_by, r.claimed_at)

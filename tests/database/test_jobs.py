@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from database import (
     Database,
@@ -19,7 +19,7 @@ from database import (
     new_worker_id,
     open_database,
 )
-from database.models import Worker, utcnow
+from database.models import JobItem, Worker, utcnow
 
 
 def _images(db: Database, n: int) -> list[int]:
@@ -618,4 +618,37 @@ def test_a_stale_worker_whose_items_are_still_locked_stays_listed_until_they_are
         assert frozen not in {w.id for w in other.jobs.workers()}
     finally:
         frozen_db.close()
+        other.close()
+
+
+@pytest.mark.postgres
+def test_a_batch_claimed_ahead_is_not_counted_while_the_frozen_workers_batch_is_locked(pg_url: str) -> None:
+    """A session-51 review: ``requeue_stale`` took a worker's earliest claim over the rows its SKIP LOCKED select
+    returned. A worker frozen inside complete_items holds its batch's rows locked, so the batch it claimed ahead (never
+    on the models) looked like its earliest claim and was counted: after three freezes it failed as "stopped
+    responding 3 times". The earliest claim is read over all of the worker's running items."""
+    db, other = open_database(pg_url), open_database(pg_url)
+    try:
+        ids = _images(db, 4)
+        job = db.jobs.create("prelabel", {}, ids)
+        frozen = "otherhost:1:frozen"
+        on_models = [it.id for it in db.jobs.claim_items(frozen, 2).items]
+        time.sleep(0.3)
+        ahead = [it.id for it in db.jobs.claim_items(frozen, 2).items]
+        holder = db.engine.connect()
+        tx = holder.begin()
+        try:   # as its complete_items does: the batch on the models locked FOR UPDATE
+            holder.execute(select(JobItem).where(JobItem.id.in_(on_models)).with_for_update()).all()
+            time.sleep(2.5)
+            assert other.jobs.requeue_stale(timeout_s=2.0) == 2   # the batch claimed ahead only
+            attempts = {it.id: (it.status, it.attempts) for it in other.jobs.items(job.id)}
+            assert [attempts[i] for i in ahead] == [(ItemStatus.QUEUED, 0)] * 2
+        finally:
+            tx.rollback()
+            holder.close()
+        assert other.jobs.requeue_stale(timeout_s=2.0) == 2   # unlocked now: the batch it was on, counted
+        attempts = {it.id: (it.status, it.attempts) for it in other.jobs.items(job.id)}
+        assert [attempts[i] for i in on_models] == [(ItemStatus.QUEUED, 1)] * 2
+    finally:
+        db.close()
         other.close()
