@@ -59,7 +59,9 @@ def format_duration(seconds: float) -> str:
 
 
 def progress_text(p, pace: JobPace | None = None, worker_note: str = "") -> str:
-    """One job's line: state and counts as stored; rate and ETA only while it really moves."""
+    """One job's line: state and counts as stored; rate and ETA only while it really moves and is not being
+    cancelled. A job being cancelled still says what holds it (a stall, a message): a session-51 review found one
+    whose worker hung reading "cancelling: 10/120 · the images in flight finish first" for good."""
     fails = f" · {p.failed} failed" if p.failed else ""
     if p.finished:
         tail = f" · {p.error}" if p.error else ""
@@ -68,16 +70,17 @@ def progress_text(p, pace: JobPace | None = None, worker_note: str = "") -> str:
     head = f"{state}: {p.done + p.failed}/{p.total}{fails}"
     if worker_note:
         return f"{head} · {worker_note}"
-    if p.cancel_requested:
-        # No rate or ETA: what is left is the images in flight, not the total; counted against the total, the dock
-        # said "cancelling: 10/120 · 3.6 img/s · ETA 0:30" with 108 images cancelled and 2 running (a session-51 audit)
-        return f"{head} · the images in flight finish first"
-    if p.message and (pace is None or pace.stalled or not pace.rate):  # e.g. no worker here sees its folder
+    # e.g. no worker here sees its folder; while cancelling no rate is shown, so the message is
+    if p.message and (pace is None or pace.stalled or not pace.rate or p.cancel_requested):
         return f"{head} · {p.message}"
     if pace is not None and pace.stalled:
         if not p.done + p.failed:  # e.g. a worker loading large models on a busy machine
             return f"{head} · no image finished yet ({format_duration(pace.idle_s)})"
         return f"{head} · stalled: no progress for {format_duration(pace.idle_s)}"
+    if p.cancel_requested:
+        # No rate or ETA: what is left is the images in flight, not the total; counted against the total, the dock
+        # said "cancelling: 10/120 · 3.6 img/s · ETA 0:30" with 108 images cancelled and 2 running (a session-51 audit)
+        return f"{head} · the images in flight finish first"
     rate = f" · {pace.rate:.1f} img/s" if pace is not None and pace.rate else ""
     return f"{head}{rate} · {format_eta(pace.eta_s if pace is not None else None)}"
 

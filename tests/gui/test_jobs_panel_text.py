@@ -48,6 +48,20 @@ def test_a_job_being_cancelled_shows_no_rate_or_eta() -> None:
         "cancelling: 32/300 · worker restarting (0:03)"
 
 
+def test_a_job_being_cancelled_whose_worker_hangs_still_says_it_is_stalled() -> None:
+    """A session-51 review: the cancel's words came before the stall's and the message's, so a job whose worker hung
+    after Cancel read "cancelling: 10/120 · the images in flight finish first" for good. Only the rate and ETA go."""
+    stalled = JobPace(None, None, 600.0, True)
+    assert progress_text(_p(done=10, total=120, cancel=True), stalled) == \
+        "cancelling: 10/120 · stalled: no progress for 10:00"
+    assert progress_text(_p(done=0, total=120, cancel=True), stalled) == \
+        "cancelling: 0/120 · no image finished yet (10:00)"
+    waiting = replace(_p(done=10, total=120, cancel=True), message="waiting for a worker that sees /mnt/line3")
+    assert progress_text(waiting, stalled) == "cancelling: 10/120 · waiting for a worker that sees /mnt/line3"
+    assert progress_text(waiting, JobPace(3.6, 30.0, 0.5, False)) == \
+        "cancelling: 10/120 · waiting for a worker that sees /mnt/line3"
+
+
 def test_the_cli_progress_of_a_job_being_cancelled_has_no_eta() -> None:
     """The same audit: ``progress_of`` (the command line's view) counted its ETA to the total after Cancel too."""
     from datetime import datetime, timedelta, timezone
