@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import io
 import json
+import os
 import shutil
 import signal
 import sys
@@ -134,6 +135,20 @@ def _os_error_text(exc: OSError, root: Path, registered: str | None) -> str:
     if registered:
         return f"{registered} was registered, then the retraining stopped: {where}: {reason}"
     return f"the new version cannot be written: {where}: {reason}; nothing was registered"
+
+
+def _in_models_folder(exc: OSError, root: Path) -> bool:
+    """Whether the error is about the models folder ``root`` (making the version's folders, saving it there: a path
+    at or under it), which ``_os_error_text`` says in one line. Any other (ENOMEM, EMFILE, a file elsewhere) is an
+    unexpected error, said with its traceback: every OSError was called the models folder's, an ENOMEM in the domain
+    fit reading "the new version cannot be written: …/station-models: Cannot allocate memory" with no traceback (a
+    session-51 review)."""
+    for name in (exc.filename, exc.filename2):
+        if isinstance(name, (str, bytes, os.PathLike)):
+            path = Path(os.fsdecode(name)).absolute()
+            if path == root or root in path.parents:
+                return True
+    return False
 
 
 def _on_sigterm(_signum, _frame) -> None:
@@ -434,18 +449,16 @@ def run(args: argparse.Namespace) -> int:
                         **({"not_retrained": True} if isinstance(exc, RetrainError) and not refused
                            else {}))
         raise CommandError(str(exc)) from None
-    except OSError as exc:  # the models folder unwritable, a file where it should be, the disk full
-        discard()
-        if _TERMINATED:
-            return _said_cancelled(events)
-        message = _os_error_text(exc, root, name if registered else None)
-        if events.as_json:  # a person reads it once, from the CommandError below
-            events.emit("error", message=message)
-        raise CommandError(message) from None
     except BaseException as exc:
         discard()
         if _TERMINATED and isinstance(exc, Exception):
             return _said_cancelled(events)
+        if isinstance(exc, OSError) and _in_models_folder(exc, root):
+            # the models folder unwritable, a file where it should be, its disk full: one line
+            message = _os_error_text(exc, root, name if registered else None)
+            if events.as_json:  # a person reads it once, from the CommandError below
+                events.emit("error", message=message)
+            raise CommandError(message) from None
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:

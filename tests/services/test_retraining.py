@@ -976,6 +976,33 @@ def test_a_disk_that_fills_while_the_model_is_saved_is_said_in_one_line(station,
     assert len(db.model_versions.list()) == before and not (home / "station-models" / "full").exists()
 
 
+def test_an_os_error_outside_the_models_folder_is_not_blamed_on_it(station, tmp_path: Path, monkeypatch,
+                                                                    capsys) -> None:
+    """A session-51 review: every OSError in the command was said as the models folder's, an ENOMEM in the domain fit
+    reading "the new version cannot be written: …/station-models: Cannot allocate memory; nothing was registered"
+    with no traceback. Only errors about a path in the models folder are said so; this one reaches the unexpected
+    error's handling, its traceback kept, and nothing is registered or left."""
+    import errno
+
+    import inference.domain_fit as domain_fit
+
+    db, url, home = station
+    save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(tmp_path / "clf"), activate=True)
+
+    def out_of_memory(*_a, **_k):   # e.g. a fork or an mmap the kernel refused
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+    monkeypatch.setattr(domain_fit, "fit_after_training", out_of_memory)
+    before = len(db.model_versions.list())
+    with pytest.raises(OSError, match="Cannot allocate memory"):   # the top level prints its traceback
+        cli_main(["--db", url, "retrain", "classifier", "--name", "oom", "--method", "texture", "--groups", "none",
+                  "--keep-if-worse", "--min-per-class", "5", "--threads", "1", "--no-refit-all", "--progress-json"])
+    out = capsys.readouterr()
+    assert events_of(out.out)[-1] == {"event": "error", "message": "OSError: [Errno 12] Cannot allocate memory"}
+    assert "cannot be written" not in out.out + out.err
+    assert len(db.model_versions.list()) == before and not (home / "station-models" / "oom").exists()
+
+
 def test_a_destination_without_space_is_not_called_no_training_data(station, tmp_path: Path, monkeypatch) -> None:
     """Found by a session-51 audit: too little space for the export read "no training data for the classifier: the
     destination is full: …", as if the labels were missing. The space is said in its own words."""
