@@ -178,11 +178,18 @@ def epochs_unused(epochs: int | None, method: str, plan: RetrainPlan) -> str | N
         return None
     like = Path(args[at[-1]])
     try:
-        arch = read_json(like / "config.json").get("model")
+        config = read_json(like / "config.json")
     except CheckpointError:   # the trainer refuses it and says why
         return None
+    arch = config.get("model")
     if arch not in families.family("anomaly").refit_like:
         return None
+    settings = config.get("config")
+    if isinstance(settings, dict) and settings.get("pixel_head") == "net":
+        # a tile_defect model with the learned pixel net (preset tile_net, tile_net_bank) trains that net for the
+        # epochs its recipe fixes: "not trained in epochs" was untrue of it (a session-51 review)
+        return (f"epochs ({epochs}) not used: the {arch} model is refitted like {like.name}; the epochs of its pixel "
+                "net are fixed by the model's preset")
     return f"epochs ({epochs}) not used: the {arch} model is refitted like {like.name} in one go, not trained in epochs"
 
 

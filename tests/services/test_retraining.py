@@ -808,6 +808,13 @@ def test_epochs_an_anomaly_refit_does_not_use_are_said_and_a_network_trains_them
                                                               "refitted like texture_knn in one go, not trained in epochs")
     assert epochs_unused(7, "train", plan("pattern_anomaly")) is None
     assert epochs_unused(None, "train", plan("tile_defect")) is None
+    # a tile_defect model with the learned pixel net trains it for the epochs its preset fixes (a session-51 review:
+    # "not trained in epochs" was untrue of it)
+    net = plan("tile_defect")
+    (tmp_path / "tile_defect" / "config.json").write_text(json.dumps({"model": "tile_defect",
+                                                                      "config": {"pixel_head": "net"}}))
+    assert epochs_unused(7, "train", net) == ("epochs (7) not used: the tile_defect model is refitted like "
+                                              "tile_defect; the epochs of its pixel net are fixed by the model's preset")
     assert epochs_unused(7, "train", RetrainPlan("segmenter", "new", tmp_path, tmp_path, ("--epochs", "7"), None, "")) \
         is None
 
