@@ -227,7 +227,7 @@ class RetrainRunner(QObject):
         """Kill a process that did not stop on SIGTERM, unless it is registering its version: it defers the signal
         there and answers when the version is in (a kill then left a registered version while the dialog said "no
         version was added", its files half kept: a session-44 probe). False: not killed."""
-        if self._proc is None or self._registering:
+        if self._proc is None or self.registering:
             return False
         self._proc.kill()
         return True
