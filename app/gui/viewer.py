@@ -65,6 +65,7 @@ class ImageView(QGraphicsView):
     """A zoomable, pannable view of one scene (shared by the main viewer and the comparison)."""
 
     view_changed = Signal()
+    navigated = Signal()   # the inspector zoomed (wheel) or panned (middle-button drag) this view by hand
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -150,11 +151,13 @@ class ImageView(QGraphicsView):
         self.setTransform(other.transform())
         self.horizontalScrollBar().setValue(other.horizontalScrollBar().value())
         self.verticalScrollBar().setValue(other.verticalScrollBar().value())
+        self.view_changed.emit()  # a zoom alone moves no scroll bar, and what follows this view must hear of it
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         steps = event.angleDelta().y() / 120.0
         if steps:
             self.zoom_by(1.25 ** steps)
+            self.navigated.emit()
         event.accept()
 
     def resizeEvent(self, event) -> None:
@@ -177,6 +180,7 @@ class ImageView(QGraphicsView):
             self._panning = event.position()
             self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
+            self.navigated.emit()
             event.accept()
             return
         super().mouseMoveEvent(event)
@@ -635,7 +639,12 @@ class ImageViewer(ImageView):
 
 
 class ViewerPane(QWidget):
-    """The viewer, optionally beside an overlay-free copy of the image (views kept in step)."""
+    """The viewer, optionally beside an overlay-free copy of the image (views kept in step).
+
+    The viewer leads: the original copies every change of its view. The wheel and a middle-button drag over the
+    original move it by hand, and the viewer then copies it (and the original copies that back, unchanged): they
+    zoomed and panned the original alone, the overlays beside it left where they were (a session-51 audit). Only
+    those hand moves lead back; the original's own fit and resizing never move the viewer."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -651,6 +660,7 @@ class ViewerPane(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
         self.viewer.view_changed.connect(self._sync)
+        self.original.navigated.connect(lambda: self.viewer.copy_view_of(self.original))
 
     def show_image(self, rgb: np.ndarray | None, message: str = "", pixels: ViewerPixels | None = None) -> None:
         self.viewer.show_image(rgb, message, pixels)

@@ -1,0 +1,51 @@
+"""Side by side (C): the original and the viewer with the overlays show the same part of the image at the same zoom,
+whichever of them the inspector moves."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent, QWheelEvent
+
+from app.gui.viewer import ImageView, ViewerPane
+
+
+def _pane(qtbot) -> ViewerPane:
+    pane = ViewerPane()
+    qtbot.addWidget(pane)
+    pane.resize(900, 600)
+    pane.show()
+    qtbot.waitExposed(pane)
+    pane.show_image(np.full((202, 329, 3), 120, np.uint8))
+    qtbot.wait(50)
+    return pane
+
+
+def _view(v: ImageView) -> tuple[float, int, int]:
+    """What a view shows: its zoom and where it is scrolled to."""
+    return round(v.zoom(), 4), v.horizontalScrollBar().value(), v.verticalScrollBar().value()
+
+
+def _middle(v: ImageView, kind: QEvent.Type, at: QPointF) -> QMouseEvent:
+    buttons = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseButtonRelease else Qt.MouseButton.MiddleButton
+    return QMouseEvent(kind, at, QPointF(v.viewport().mapToGlobal(at.toPoint())), Qt.MouseButton.MiddleButton,
+                       buttons, Qt.KeyboardModifier.NoModifier)
+
+
+def test_the_wheel_and_a_middle_drag_over_the_original_move_both_panes(qtbot) -> None:
+    """A session-51 audit: the wheel (and a middle-button drag) over the left pane zoomed and panned the original
+    alone; the overlays beside it stayed where they were, no longer over the same pixels. The viewer now follows."""
+    pane = _pane(qtbot)
+    pane.set_side_by_side(True)
+    qtbot.wait(100)
+    o = pane.original
+    centre = QPointF(o.viewport().width() / 2, o.viewport().height() / 2)
+    o.wheelEvent(QWheelEvent(centre, QPointF(o.viewport().mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                             QPoint(0, 240), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                             Qt.ScrollPhase.NoScrollPhase, False))
+    zoomed = _view(o)
+    assert _view(pane.viewer) == zoomed
+    o.mousePressEvent(_middle(o, QEvent.Type.MouseButtonPress, centre))
+    o.mouseMoveEvent(_middle(o, QEvent.Type.MouseMove, centre + QPointF(60, 0)))
+    o.mouseReleaseEvent(_middle(o, QEvent.Type.MouseButtonRelease, centre + QPointF(60, 0)))
+    assert _view(o) != zoomed  # the drag panned
+    assert _view(pane.viewer) == _view(o)
