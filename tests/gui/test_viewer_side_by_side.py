@@ -49,3 +49,15 @@ def test_the_wheel_and_a_middle_drag_over_the_original_move_both_panes(qtbot) ->
     o.mouseReleaseEvent(_middle(o, QEvent.Type.MouseButtonRelease, centre + QPointF(60, 0)))
     assert _view(o) != zoomed  # the drag panned
     assert _view(pane.viewer) == _view(o)
+
+
+def test_side_by_side_turned_on_while_zoomed_in_shows_both_panes_at_one_zoom(qtbot) -> None:
+    """A session-51 audit: C pressed while zoomed in fitted the viewer, whose scroll bars then went; it fitted itself
+    again to the larger viewport without a word, and the original stayed about 4 % smaller and offset."""
+    pane = _pane(qtbot)
+    for _ in range(4):
+        pane.viewer.zoom_by(1.25, anchor_under_mouse=False)
+    qtbot.wait(50)
+    pane.set_side_by_side(True)
+    qtbot.wait(200)
+    assert _view(pane.original) == _view(pane.viewer)
