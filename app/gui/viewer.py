@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QContextMenuEvent,
@@ -203,7 +203,7 @@ class ImageViewer(ImageView):
 
     mask: MaskLayer  # type: ignore[assignment]  # shadows QWidget.mask(): the label mask layer
     mask_edited = Signal(str, object)   # target ("mask" | "region"), bool ndarray
-    cursor_moved = Signal(str)          # "x, y  value" for the status bar
+    cursor_moved = Signal(str)          # "x, y  value  zoom" for the status bar ("zoom" alone off the image)
     layer_shown = Signal(str)           # a hidden layer an edit made visible: the Layers panel and View menu follow
     tool_changed = Signal(str)
     target_stepped = Signal(int, int)   # which target Tab reached (1-based; 0: none) and how many
@@ -259,8 +259,10 @@ class ImageViewer(ImageView):
         self.object_tags = ObjectTags()  # each object's number and class; the selected one boxed
         self._off_image = False  # the brush stroke in progress has not come onto the image yet
         self._click_at: QPointF | None = None
+        self._hover: QPoint | None = None  # where the cursor is on the viewport (None: not over it)
         self.setMouseTracking(True)
         self.set_tool("pan")
+        self.view_changed.connect(self._say_cursor)
 
     # -- content --------------------------------------------------------------------------
     @property
@@ -281,13 +283,13 @@ class ImageViewer(ImageView):
         self._pixels = pixels if pixels is not None else (ViewerPixels(rgb) if rgb is not None else None)
         self.end_stroke()
         self.cancel_polygon()
+        self._heat = None  # before the fit reads the cursor out: the previous image's map has its own size
         self.set_rgb(rgb, message)
         h, w = (rgb.shape[:2] if rgb is not None else (0, 0))
         for layer in (self.heatmap, self.prediction):
             layer.set_rgba(None)
         self.region.reset(w, h, None)
         self.mask.reset(w, h, None)
-        self._heat = None
         self.heat_changed.emit(None)
         self.rings.set_targets([])
 
@@ -300,6 +302,7 @@ class ImageViewer(ImageView):
         self._heat = None if heat is None or not w else resize_to(heat.astype(np.float32), w, h)
         self._heat_range = heat_range
         self._paint_heat()
+        self._say_cursor()  # the readout gains (or loses) the map's value under the cursor
         # Tools only for a map spanning a range a threshold or a grow can cut: a flat map (every level the whole image:
         # Apply made all of a good part the region) or one without a finite value (Apply saved an empty "corrected"
         # revision) offers none (a session-45 probe). Its bounds are read once (a full-resolution pass).
@@ -583,12 +586,35 @@ class ImageViewer(ImageView):
             return
         super().mousePressEvent(event)
 
+    def _say_cursor(self) -> None:
+        """The status bar's readout of the pixel under the cursor now, and the zoom: said on every move and on every
+        change of the view or the image. Said only on a move, it kept the old zoom after + / - / Ctrl+1, and after J
+        the previous image's position and value (a session-51 audit). Off the image it says the zoom alone."""
+        if self._pixels is None:
+            self.cursor_moved.emit("")
+            return
+        pos = self.mapToScene(self._hover) if self._hover is not None else None
+        zoom = f"zoom {self.zoom():.0%}"
+        if pos is None or not self._inside(pos):
+            self.cursor_moved.emit(zoom)
+            return
+        x, y = int(pos.x()), int(pos.y())
+        heat = f"  heat {self._heat[y, x]:.3f}" if self._heat is not None else ""
+        self.cursor_moved.emit(f"x {x}, y {y}  {pixel_readout(self._pixels, x, y)}{heat}  {zoom}")
+
+    def viewportEvent(self, event: QEvent) -> bool:
+        """The cursor has left the image's area (for a scroll bar or beyond the viewer): the readout keeps no
+        position, and no brush circle stays painted where it left (a session-51 audit)."""
+        if event.type() == QEvent.Type.Leave:
+            self._hover = None
+            self._brush_item.setVisible(False)
+            self._say_cursor()
+        return super().viewportEvent(event)
+
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         pos = self.mapToScene(event.position().toPoint())
-        if self._pixels is not None and self._inside(pos):
-            x, y = int(pos.x()), int(pos.y())
-            heat = f"  heat {self._heat[y, x]:.3f}" if self._heat is not None else ""
-            self.cursor_moved.emit(f"x {x}, y {y}  {pixel_readout(self._pixels, x, y)}{heat}  zoom {self.zoom():.0%}")
+        self._hover = event.position().toPoint()
+        self._say_cursor()
         if self.tool in ("brush", "eraser"):
             self._brush_item.setVisible(True)
             self._update_brush_cursor(pos)

@@ -1,10 +1,11 @@
-"""The viewer at its edges: the last column and row of an image, zoom on images a fit leaves out of bounds, and the
-moment between two images."""
+"""The viewer at its edges: the last column and row of an image, zoom on images a fit leaves out of bounds, the
+moment between two images, and the cursor readout when the view, the image or the cursor's place changes."""
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication
 
 from app.gui.viewer import ImageViewer
 from tests.gui.test_main_window import _seeded_window, press
@@ -29,7 +30,7 @@ def _shown_viewer(qtbot, width: int, height: int) -> ImageViewer:
 def test_the_cursor_past_the_last_column_or_row_reads_nothing_and_raises_nothing(qtbot) -> None:
     """Found by a session-44 probe: at 1:1 the viewport pixel past a 50 x 30 image's right edge mapped to x = 50.0,
     which the image rectangle counts as inside; the readout indexed column 50 and raised IndexError on every move
-    there (the move then dropped for pan and brush)."""
+    there (the move then dropped for pan and brush). Past the edge it says the zoom alone (a session-51 audit)."""
     v = _shown_viewer(qtbot, 400, 300)
     v.show_image(np.zeros((30, 50, 3), np.uint8))
     v.one_to_one()
@@ -39,7 +40,7 @@ def test_the_cursor_past_the_last_column_or_row_reads_nothing_and_raises_nothing
     assert said and said[-1].startswith("x 10, y 10")
     _move(v, QPointF(50, 10))  # the viewport pixel past the last column
     _move(v, QPointF(10, 30))  # and past the last row
-    assert len(said) == 1
+    assert said[1:] == ["zoom 100%", "zoom 100%"]
 
 
 def test_zoom_in_never_shrinks_and_zoom_out_never_grows(qtbot) -> None:
@@ -123,3 +124,27 @@ def test_a_strip_far_longer_than_wide_is_fitted_visible_and_scrolled_along(qtbot
     v.show_image(np.full((300, 400, 3), 200, np.uint8))
     qtbot.wait(20)
     assert 400 * v.zoom() <= v.viewport().width() and 300 * v.zoom() <= v.viewport().height()
+
+
+def test_the_cursor_readout_follows_the_zoom_the_image_and_the_cursor_leaving(qtbot) -> None:
+    """A session-51 audit: the status bar's readout ("x 150, y 126 … zoom 104%") was said on a mouse move alone: after
+    + / - / Ctrl+1 it kept the old zoom, after J the previous image's position and value; and the brush circle stayed
+    painted where the cursor left the viewer. Each change is read out at the cursor now; leaving, the zoom alone."""
+    v = _shown_viewer(qtbot, 400, 300)
+    v.show_image(np.full((30, 50, 3), 10, np.uint8))
+    v.one_to_one()
+    said: list[str] = []
+    v.cursor_moved.connect(said.append)
+    v.set_tool("brush")
+    _move(v, QPointF(20, 15))
+    assert said[-1] == "x 20, y 15  rgb (10, 10, 10)  zoom 100%"
+    v.zoom_by(2.0, anchor_under_mouse=False)   # about the centre: another pixel is under the cursor now
+    assert said[-1].endswith("zoom 200%") and not said[-1].startswith("x 20, y 15")
+    v.one_to_one()
+    assert said[-1].endswith("zoom 100%")
+    v.show_image(np.full((30, 50, 3), 200, np.uint8))
+    assert "rgb (200, 200, 200)" in said[-1]
+    _move(v, QPointF(20, 15))
+    assert v._brush_item.isVisible()
+    QApplication.sendEvent(v.viewport(), QEvent(QEvent.Type.Leave))
+    assert said[-1] == f"zoom {v.zoom():.0%}" and not v._brush_item.isVisible()
