@@ -1,4 +1,4 @@
-"""Layers and tools: visibility and opacity per overlay, heatmap colour map, brush size, target,
+"""Layers and tools: visibility and opacity per overlay, heatmap colour map, brush radius, target,
 and the heatmap → region group (threshold slider, Apply, grow tool), shown only for an image
 that has an anomaly heatmap."""
 from __future__ import annotations
@@ -57,12 +57,17 @@ class LayerPanel(QWidget):
             b.setDefaultAction(actions[key])
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
             tl.addWidget(b, 0, i)
-        tl.addWidget(QLabel("Size"), 1, 0)
+        # The number is the brush's radius (ImageViewer.brush_radius): labelled "Size", 8 px painted strokes 16 px
+        # wide (a session-51 audit). Relabelled, not made the diameter, so every brush keeps the size it paints.
+        radius = QLabel("Radius")
         self.brush = QSpinBox()
+        radius.setBuddy(self.brush)
         self.brush.setRange(1, 500)
         self.brush.setValue(8)
         self.brush.setSuffix(" px")
+        self.brush.setToolTip("The brush's radius in image pixels: a stroke is twice as wide ([ and ] change it)")
         self.brush.valueChanged.connect(self.brush_radius_changed)
+        tl.addWidget(radius, 1, 0)
         tl.addWidget(self.brush, 1, 1, 1, 3)
         self.target_mask = QRadioButton("Defect mask (M)")
         self.target_region = QRadioButton("Anomaly region (R)")

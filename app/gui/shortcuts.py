@@ -58,8 +58,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("tool_polygon", ("L",), "Polygon: click vertices, double-click/Enter fills (Shift erases)", "Edit", "mdi6.vector-polygon"),
     Shortcut("tool_grow", ("W",), "Grow: click the heatmap to add the connected hot area to the anomaly region",
              "Edit", "mdi6.auto-fix"),
-    Shortcut("brush_smaller", ("[",), "Smaller brush", "Edit", "mdi6.minus-circle-outline"),
-    Shortcut("brush_larger", ("]",), "Larger brush", "Edit", "mdi6.plus-circle-outline"),
+    Shortcut("brush_smaller", ("[",), "Smaller brush (the Layers panel's Radius; a stroke is twice as wide)", "Edit", "mdi6.minus-circle-outline"),
+    Shortcut("brush_larger", ("]",), "Larger brush (the Layers panel's Radius)", "Edit", "mdi6.plus-circle-outline"),
     Shortcut("target_mask", ("M",), "Tools edit the defect mask", "Edit", "mdi6.texture-box"),
     Shortcut("target_region", ("R",), "Tools edit the anomaly region", "Edit", "mdi6.select-drag"),
     # View

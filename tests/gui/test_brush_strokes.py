@@ -112,3 +112,21 @@ def test_a_stroke_on_a_hidden_layer_shows_it_and_the_panel_says_so(window, qtbot
     assert not win.actions["toggle_mask"].isChecked()
     press(qtbot, win, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
     assert v.mask.isVisible() and v.region.isVisible() and win.actions["toggle_mask"].isChecked()
+
+
+def test_the_brush_number_in_the_layers_panel_is_called_its_radius(window, qtbot):
+    """A session-51 audit: the Layers panel said "Size 8 px" and a stroke was 16 px wide (the number is the radius).
+    The label says Radius; the number keeps its meaning (a stroke is twice as wide), so no brush changes size."""
+    from PySide6.QtWidgets import QLabel
+    win, v, lp = window, window.viewer, window.layer_panel
+    assert [w.text() for w in lp.findChildren(QLabel) if w.buddy() is lp.brush] == ["Radius"]
+    lp.brush.setValue(5)
+    press(qtbot, win, Qt.Key.Key_B)
+    v.one_to_one()
+    v.centerOn(32, 32)
+    before = v.mask.to_bool().copy()
+    at = v.mapFromScene(32, 32)
+    qtbot.mousePress(v.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    qtbot.mouseRelease(v.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    new = v.mask.to_bool() & ~before
+    assert 9 <= int(new[32].sum()) <= 11  # 2 x 5 across
