@@ -133,7 +133,8 @@ class SettingsDialog(QDialog):
         self.maps_folder.setPlaceholderText("each station its own (beside a SQLite file, else this user's cache)")
         self.maps_folder.setToolTip(
             "The folder every station and worker keeps anomaly maps in (a network share, the same path on "
-            "every machine; a machine that mounts it elsewhere maps it in its Path map). Without it, "
+            "every machine; a machine that mounts it elsewhere maps it in its Path map), empty and only the "
+            "station's: one holding other files is refused. Without it, "
             "a heatmap made by another station's worker cannot be drawn here. New maps go there from the "
             "workers' next batch; Pre-label folder at a station copies the maps it made before into it.")
         pform.addRow("Anomaly maps folder", self.maps_folder)

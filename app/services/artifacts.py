@@ -24,6 +24,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import tempfile
 import time
 import zipfile
@@ -105,19 +106,67 @@ def maps_folder_project(root: Path) -> str | None:
     return next((line.split(" ", 1)[1].strip() for line in lines if line.startswith("project ")), None)
 
 
+MAP_SUFFIX = ".npz"   # ``put_map``'s files
+TEMP_PREFIX = ".tmp-"   # ``_write``'s temporary files, renamed to their map's name once written
+_SUBFOLDER = re.compile(r"[0-9a-f]{2}")
+_MAP_NAME = re.compile(r"[0-9a-f]{64}" + re.escape(MAP_SUFFIX))
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[a-z0-9_]+")   # (``tempfile.mkstemp``'s random part)
+
+
+def map_ref(digest: str, suffix: str = MAP_SUFFIX) -> str:
+    """The name a map is stored under: ``ab/abcdef….npz``, its SHA-256 in a folder named by the hash's first two
+    digits. The one place the name is built; ``_MAP_NAME`` and ``_SUBFOLDER`` above are its pattern, which is all
+    ``sweep_maps`` removes (a session-51 audit: it removed every file of any two-character folder of a share)."""
+    return f"{digest[:2]}/{digest}{suffix}"
+
+
+def _is_map(subfolder: str, name: str) -> bool:
+    """Whether ``subfolder/name`` is a name ``map_ref`` gives."""
+    return _MAP_NAME.fullmatch(name) is not None and map_ref(name[:64], name[64:]) == f"{subfolder}/{name}"
+
+
+def written_here(subfolder: str, name: str) -> bool:
+    """Whether the file ``name`` in a maps folder's ``subfolder`` is one the station writes: a map named as ``map_ref``
+    names it, or a temporary file ``_write`` left behind (a crash before its rename). Anything else in a maps folder,
+    which may be a share that also holds part images and reports, is someone else's: never removed, never proof."""
+    return _TEMP_NAME.fullmatch(name) is not None or _is_map(subfolder, name)
+
+
 def map_subfolders(root: Path) -> Iterator[Path]:
-    """The folders maps are kept in (``ab/`` of ``ab/abcdef….npz``: ``put_bytes``)."""
-    return (d for d in root.iterdir() if d.is_dir() and len(d.name) == 2)
+    """The folders maps are kept in (``ab/`` of ``map_ref``'s ``ab/abcdef….npz``): two hexadecimal digits, not any
+    two-character name (a line's ``L1/`` on the same share is not one: a session-51 audit)."""
+    return (d for d in root.iterdir() if _SUBFOLDER.fullmatch(d.name) and d.is_dir())
+
+
+def _maps_in(root: Path) -> Iterator[Path]:
+    """The map files (``map_ref``'s names) in ``root``'s map subfolders."""
+    return (f for d in map_subfolders(root) for f in d.iterdir() if _is_map(d.name, f.name) and f.is_file())
+
+
+def foreign_entry(root: Path) -> Path | None:
+    """The first file or folder in ``root`` the station did not write (None: it holds only its marker, map subfolders
+    and their maps): a folder saved as the maps folder is the station's alone, so a share's part images or reports
+    are never beside its maps (a session-51 audit: ``db sweep-maps`` removed those in ``L1/`` and ``qc/``)."""
+    for entry in sorted(root.iterdir()):
+        if entry.name == MAPS_MARKER and entry.is_file():
+            continue
+        if not (_SUBFOLDER.fullmatch(entry.name) and entry.is_dir()):
+            return entry
+        for f in sorted(entry.iterdir()):
+            if not (written_here(entry.name, f.name) and f.is_file()):
+                return f
+    return None
 
 
 def is_maps_folder(root: Path) -> bool:
     """Whether ``root`` is the project's maps folder as saved, not an empty mount point of a share not mounted (the
     session-46 review: a maps folder that is the mount point itself was written on the station's disk): its marker,
-    or maps already in it (a folder saved before the marker existed, marked now)."""
+    or maps already in it (a folder saved before the marker existed, marked now). A map file is the proof, not a
+    two-character folder (a session-51 audit: a share's ``L1/`` was taken for one)."""
     if (root / MAPS_MARKER).is_file():
         return True
     try:
-        holds_maps = next(map_subfolders(root), None) is not None
+        holds_maps = next(_maps_in(root), None) is not None
     except OSError:
         return False
     if holds_maps:
@@ -166,8 +215,7 @@ class ArtifactStore:
         return (self.root, *self.also)
 
     def put_bytes(self, data: bytes, suffix: str) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        ref = f"{digest[:2]}/{digest}{suffix}"
+        ref = map_ref(hashlib.sha256(data).hexdigest(), suffix)
         try:
             self._write(self.root, ref, data, make_root=not self.shared)
         except OSError as exc:
@@ -192,7 +240,7 @@ class ArtifactStore:
         if not make_root and not is_maps_folder(root):
             raise FileNotFoundError(f"the maps folder {root} is not there (a share not mounted?)")
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -243,7 +291,7 @@ class ArtifactStore:
     def put_map(self, anomaly_map: np.ndarray) -> str:
         buf = io.BytesIO()
         np.savez_compressed(buf, map=np.asarray(anomaly_map, dtype=np.float16))
-        return self.put_bytes(buf.getvalue(), ".npz")
+        return self.put_bytes(buf.getvalue(), MAP_SUFFIX)
 
     def get_map(self, ref: str) -> np.ndarray:
         """The map as float32; ``MapUnavailable`` (a ``FileNotFoundError``) when no folder of the store
@@ -274,7 +322,9 @@ def sweep_maps(root: Path, referenced: Callable[[], AbstractSet[str]], older_tha
     its answer lands; one stored again is touched): removed, or only counted. ``referenced`` is read before and again
     after the folder is walked, so an answer landing meanwhile keeps its map. Why: a map is never deleted with its
     answer, so a line writing every part to one file name left a map per part for good (a session-46 probe: 5 parts,
-    5 maps, 1 referenced)."""
+    5 maps, 1 referenced). Only files the station writes are looked at (``written_here``: maps by ``map_ref``'s name,
+    and temporary files a crash left): a session-51 audit found every file older than a day in a share's ``L1/`` and
+    ``qc/`` removed, part images and reports counted as "map files"."""
     now = time.time()
     if not root.is_dir():
         return Swept(root, 0, 0)
@@ -282,6 +332,8 @@ def sweep_maps(root: Path, referenced: Callable[[], AbstractSet[str]], older_tha
     candidates: list[tuple[str, Path, int]] = []
     for sub in sorted(map_subfolders(root)):
         for path in sorted(sub.iterdir()):
+            if not written_here(sub.name, path.name):
+                continue
             ref = f"{sub.name}/{path.name}"
             try:
                 st = path.stat()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from app.paths import data_dir
-from app.services.artifacts import beside_database
+from app.services.artifacts import MAPS_MARKER, beside_database, foreign_entry
 from app.services.flags import SETTINGS_FILE, FlagSettings, load_flag_settings
 from app.services.routing import ROUTING_FILE, Routing, RoutingError, load_routing
 from app.services.trace import TRACE, TraceRule, TraceRuleError
@@ -219,7 +219,10 @@ def checked_maps_folder(folder: str) -> str:
     """The maps folder to store: "" (each station its own), or an absolute path to a folder that exists
     and this station can write to; else ``ProjectSettingsError`` saying which. Checked on the saving
     station only, and stored as the path map's canonical path: another machine that reaches the share elsewhere
-    maps it (ADR 0065; or sets ``INSPECTION_STATION_ARTIFACTS``)."""
+    maps it (ADR 0065; or sets ``INSPECTION_STATION_ARTIFACTS``). A folder not yet marked as a maps folder must hold
+    nothing the station did not write (``artifacts.foreign_entry``): a session-51 audit saved a share holding a line's
+    part images in ``L1/`` and ``db sweep-maps`` then removed them. A marked one is taken as it is (a project's
+    folder saved before this check, or another project's that this one shares)."""
     folder = folder.strip()
     if not folder:
         return ""
@@ -233,6 +236,15 @@ def checked_maps_folder(folder: str) -> str:
             pass
     except OSError as exc:
         raise ProjectSettingsError(f"this station cannot write to the maps folder {path} ({exc.strerror or exc})") from None
+    if not (path / MAPS_MARKER).is_file():
+        try:
+            foreign = foreign_entry(path)
+        except OSError as exc:
+            raise ProjectSettingsError(f"the maps folder {path} cannot be read ({exc.strerror or exc})") from None
+        if foreign is not None:
+            raise ProjectSettingsError(f"the maps folder {path} holds files the station did not write "
+                                       f"({foreign.relative_to(path)}): choose an empty folder only the station writes "
+                                       "to, on the share")
     from database import path_map
     return path_map.stored(str(path))  # as the folders are stored: each machine reads it through its path map
 

@@ -116,7 +116,7 @@ def test_a_maps_share_not_mounted_is_not_made_on_this_stations_disk(tmp_path: Pa
     ref = at_mount.put_map(np.full((4, 4), 4.0, np.float32))
     assert not any(mount.iterdir()) and (tmp_path / "mine" / ref).is_file()
     # a folder saved before the marker existed, holding maps: still written, and marked now
-    (tmp_path / "old" / "ab").mkdir(parents=True)
+    ArtifactStore(tmp_path / "old").put_map(np.zeros((4, 4), np.float32))
     ArtifactStore(tmp_path / "old", also=(tmp_path / "mine",), shared=True).put_map(np.ones((4, 4), np.float32))
     assert (tmp_path / "old" / ".inspection-maps-folder").is_file() and len(list((tmp_path / "old").iterdir())) == 3
 
@@ -164,3 +164,52 @@ def test_a_damaged_map_is_made_again_not_counted_as_there(tmp_path: Path) -> Non
     assert store.put_map(np.full((4, 4), 5.0, np.float32)) == ref
     np.testing.assert_allclose(store.get_map(ref), 5.0)   # ...and the new one replaces the damaged file
     assert store.ensure_in_root(ref)
+
+
+def _a_share_with_a_lines_folders(share: Path) -> list[Path]:
+    """A share that also holds a line's folders: ``L1/`` part images, ``qc/`` reports, a hexadecimal ``01/``, and a
+    file named as a map but in another map's folder."""
+    theirs = [share / "L1" / "part_0001.png", share / "qc" / "report.txt", share / "01" / "part_0002.png",
+              share / "ab" / "notes.npz", share / "cd" / ("ab" + "0" * 62 + ".npz")]
+    for f in theirs:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"not a map")
+    return theirs
+
+
+def test_the_sweep_removes_only_the_stations_own_files(tmp_path: Path) -> None:
+    """A session-51 audit: with a maps folder on a share that also held a line's folders, ``db sweep-maps`` removed
+    every file older than a day in any two-character folder, part images and reports counted as "map files". Only
+    ``map_ref``'s names in their folders, and the station's temporary files, are its own."""
+    import os
+
+    from app.services.artifacts import sweep_maps
+
+    share = tmp_path / "share"
+    theirs = _a_share_with_a_lines_folders(share)
+    kept = ArtifactStore(share).put_map(np.ones((4, 4), np.float32))
+    unused = ArtifactStore(share).put_map(np.zeros((4, 4), np.float32))
+    leftover = (share / kept).parent / ".tmp-k3x_9q2z"   # a worker killed between writing and renaming
+    leftover.write_bytes(b"half a map")
+    for f in share.rglob("*"):
+        if f.is_file():
+            os.utime(f, (f.stat().st_atime - 3 * 86400, f.stat().st_mtime - 3 * 86400))
+    swept = sweep_maps(share, lambda: {kept}, 86400)
+    assert all(f.is_file() for f in theirs) and (share / kept).is_file()
+    assert swept.files == 2 and not (share / unused).exists() and not leftover.exists()
+
+
+def test_a_lines_folders_are_no_proof_of_a_maps_folder(tmp_path: Path) -> None:
+    """A session-51 audit: a share holding ``L1/`` was taken for a maps folder saved before markers (any
+    two-character folder was proof) and marked; a map is the proof, and ``foreign_entry`` names what is not the
+    station's (Settings refuses such a folder)."""
+    from app.services.artifacts import is_maps_folder
+
+    share = tmp_path / "share"
+    _a_share_with_a_lines_folders(share)
+    assert not is_maps_folder(share) and not (share / ".inspection-maps-folder").exists()
+    from app.services.artifacts import foreign_entry
+    assert foreign_entry(share) == share / "01" / "part_0002.png"
+    maps = tmp_path / "maps"
+    ArtifactStore(maps).put_map(np.ones((4, 4), np.float32))
+    assert foreign_entry(maps) is None and is_maps_folder(maps)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.services.artifacts import ENV_OVERRIDE, ArtifactStore
@@ -67,6 +68,23 @@ def test_a_maps_folder_that_cannot_be_used_is_refused_and_nothing_stored(db, fol
     with pytest.raises(ProjectSettingsError, match=says):
         save_maps_folder(db, folder)
     assert load_project_settings(db).maps_folder == ""
+
+
+def test_a_maps_folder_holding_files_the_station_did_not_write_is_refused(db, tmp_path: Path) -> None:
+    """A session-51 audit: a share holding a line's part images in ``L1/`` was saved as the maps folder, and
+    ``db sweep-maps`` then removed them. A folder not yet marked must hold only the station's own files; a marked
+    one (a project's maps folder saved before this check) is still taken as it is."""
+    share = tmp_path / "share"
+    (share / "L1").mkdir(parents=True)
+    (share / "L1" / "part_0001.png").write_bytes(b"a part image")
+    with pytest.raises(ProjectSettingsError, match=r"did not write \(L1\)"):
+        save_maps_folder(db, str(share))
+    assert load_project_settings(db).maps_folder == ""
+    maps = share / "maps"
+    ArtifactStore(maps).put_map(np.ones((4, 4), np.float32))   # an older version's maps folder: maps only
+    assert save_maps_folder(db, str(maps)) == str(maps)
+    (share / ".inspection-maps-folder").write_text("the anomaly maps of an inspection station project (ADR 0061)\n")
+    assert save_maps_folder(db, str(share)) == str(share)   # marked: an existing project's folder is not refused
 
 
 def test_pre_labelling_again_makes_a_map_this_worker_cannot_read_and_skips_one_it_can(db, tmp_path: Path) -> None:
