@@ -28,6 +28,7 @@ import re
 import tempfile
 import time
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -175,23 +176,54 @@ def is_maps_folder(root: Path) -> bool:
     return holds_maps
 
 
-def _intact(path: Path, ref: str, verified: set[tuple[str, int, int]]) -> bool:
-    """Whether the file holds the bytes its name is the SHA-256 of (maps are named by their content). ``verified``:
-    files (path, size, mtime) found intact before, not hashed again: the worker asks of every answered image at every
-    batch, and a map's bytes do not change under its name unless its size or time does."""
-    from app.services.file_scan import hash_file
+# Map files a store remembers as found intact: about 370 bytes each, so at most about 25 MB for a standing worker,
+# more than the maps of a large folder pre-labelled again.
+VERIFIED_KEPT = 65536
 
-    try:
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns)
-        if key in verified:
-            return True
-        if hash_file(path) != Path(ref).name.split(".", 1)[0]:
+
+class _Verified:
+    """The map files a store found intact, by path, with the size and time they had then (least lately used dropped
+    past ``limit``): not hashed again, as the worker asks of every answered image at every batch, and a map's bytes
+    do not change under its name unless its size or time does. Keyed by path, with the time of the last touch
+    (``touch``): a session-51 audit found a set of (path, size, time) that grew for good in a standing worker and
+    never matched once a map was stored again (its touch changed the time), so every map was hashed anew."""
+
+    def __init__(self, limit: int = VERIFIED_KEPT) -> None:
+        self.limit = limit
+        self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def intact(self, path: Path, ref: str) -> bool:
+        """Whether the file holds the bytes its name is the SHA-256 of (maps are named by their content)."""
+        from app.services.file_scan import hash_file
+
+        key = str(path)
+        try:
+            st = path.stat()
+            if self._seen.get(key) == (st.st_size, st.st_mtime_ns):
+                self._seen.move_to_end(key)
+                return True
+            self._seen.pop(key, None)
+            if hash_file(path) != Path(ref).name.split(".", 1)[0]:
+                return False
+        except OSError:
             return False
-    except OSError:
-        return False
-    verified.add(key)
-    return True
+        self._remember(key, st)
+        return True
+
+    def touch(self, path: Path) -> None:
+        """Mark a map in use again (``sweep_maps`` leaves maps touched lately alone), keeping it known as intact."""
+        os.utime(path)
+        if str(path) in self._seen:
+            self._remember(str(path), path.stat())
+
+    def _remember(self, key: str, st: os.stat_result) -> None:
+        self._seen[key] = (st.st_size, st.st_mtime_ns)
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.limit:
+            self._seen.popitem(last=False)
 
 
 class MapsUnwritable(OSError):
@@ -204,7 +236,7 @@ class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str], also: tuple[Path, ...] = (), shared: bool = False) -> None:
         self.root = Path(root)
         self.also = tuple(Path(a) for a in also)  # read as well, and written when ``root`` cannot be
-        self._verified: set[tuple[str, int, int]] = set()  # map files found intact (``_intact``)
+        self._verified = _Verified()  # map files found intact
         # ``root`` is the project's maps folder (a share): never made here. A share not mounted leaves its empty mount
         # point, and the maps went to a folder made on this station's disk, said nowhere, hidden once the share came
         # back (a session-46 probe): they go to this station's own folder, logged.
@@ -233,9 +265,9 @@ class ArtifactStore:
 
     def _write(self, root: Path, ref: str, data: bytes, make_root: bool = True) -> None:
         target = root / ref
-        if target.exists() and _intact(target, ref, self._verified):
+        if target.exists() and self._verified.intact(target, ref):
             with contextlib.suppress(OSError):  # in use again: ``sweep_maps`` leaves maps touched lately alone
-                os.utime(target)
+                self._verified.touch(target)
             return  # (a damaged one is replaced: it was kept for good, the panel saying "pre-label again" in vain)
         if not make_root and not is_maps_folder(root):
             raise FileNotFoundError(f"the maps folder {root} is not there (a share not mounted?)")
@@ -277,7 +309,7 @@ class ArtifactStore:
             path = self._path(ref)
         except (OSError, ValueError):
             return False
-        if not _intact(path, ref, self._verified):  # truncated or garbage: made again (a session-46 probe: counted as there for good)
+        if not self._verified.intact(path, ref):  # truncated or garbage: made again (a session-46 probe: counted as there for good)
             log.warning("%s does not hold the map it is named for: it is made again", path)
             return False
         if self.root.resolve() in path.parents:

@@ -213,3 +213,29 @@ def test_a_lines_folders_are_no_proof_of_a_maps_folder(tmp_path: Path) -> None:
     maps = tmp_path / "maps"
     ArtifactStore(maps).put_map(np.ones((4, 4), np.float32))
     assert foreign_entry(maps) is None and is_maps_folder(maps)
+
+
+def test_a_map_stored_again_is_not_hashed_again_and_the_store_remembers_a_bounded_number(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """A session-51 audit: a standing worker's record of maps found intact was keyed by (path, size, time), and
+    storing a map again touched it (a new time), so the record never matched again and grew for good: 50 maps
+    stored 5 times, 200 entries, each map hashed at every store. One entry a map, hashed once, at most ``limit``."""
+    import time
+
+    from app.services import file_scan
+
+    hashed: list[Path] = []
+    real = file_scan.hash_file
+    monkeypatch.setattr(file_scan, "hash_file", lambda path, *a, **kw: hashed.append(path) or real(path, *a, **kw))
+    store = ArtifactStore(tmp_path / "maps")
+    maps = [np.full((4, 4), float(i), np.float32) for i in range(5)]
+    for _ in range(4):
+        for m in maps:
+            store.put_map(m)
+        time.sleep(0.01)   # (a touch then sets another time)
+    assert len(store._verified) == 5 and len(hashed) == 5   # hashed when first stored again, not after
+
+    store._verified.limit = 3
+    for m in maps:
+        store.put_map(m)
+    assert len(store._verified) == 3
