@@ -221,10 +221,18 @@ class PredictionRepository:
         self.written(changed)  # rewritten rows count toward PostgreSQL's statistics refresh
         return changed, images
 
-    def image_ids_with(self, model_version_id: int) -> set[int]:
-        """Images this version has already predicted (a resumed job skips them)."""
+    def image_ids_with(self, model_version_id: int, among: Sequence[int] | None = None) -> set[int]:
+        """Images this version has already predicted (a resumed job skips them); ``among``: only of these, read by the
+        (image, version) key in chunks. Why ``among``: what a pre-label submission of a few files lacks read every
+        image the version ever answered (a session-51 audit: 690 ms an automatic submission at 1.5M answers)."""
+        stmt = select(Prediction.image_id).where(Prediction.model_version_id == model_version_id)
         with self.db.session() as s:
-            return set(s.scalars(select(Prediction.image_id).where(Prediction.model_version_id == model_version_id)))
+            if among is None:
+                return set(s.scalars(stmt))
+            out: set[int] = set()
+            for part in chunks(list(among)):
+                out.update(s.scalars(stmt.where(Prediction.image_id.in_(part))))
+            return out
 
     def in_domain_in_folder(self, folder_id: int) -> list[tuple[int, str, int, str, float | None]]:
         """(image id, path in the folder, model version id, family, in-domain score) of the predictions

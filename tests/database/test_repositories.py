@@ -202,6 +202,8 @@ def test_predictions_upsert_and_read(db: Database) -> None:
     assert [x.model_version_id for x in db.predictions.for_image(ids[0])] == [mv.id, mv2.id]
     assert set(db.predictions.for_images(ids, mv.id)) == {ids[0], ids[1]}
     assert db.predictions.image_ids_with(mv.id) == {ids[0], ids[1]}
+    assert db.predictions.image_ids_with(mv.id, among=[ids[1], ids[2]]) == {ids[1]}   # of these only (session 51)
+    assert db.predictions.image_ids_with(mv.id, among=[*range(10**6, 10**6 + 1200), ids[0]]) == {ids[0]}  # chunked
     db.predictions.delete_for_model_version(mv.id)
     assert db.predictions.image_ids_with(mv.id) == set()
 
