@@ -323,7 +323,7 @@ def submit_compare(db: Database, challenger_id: int, limit: int = COMPARE_LIMIT)
     profile = project_speed_profile(db)
     jobs = []
     for version in (challenger, champion):
-        done = db.predictions.image_ids_with(version.id)
+        done = db.predictions.image_ids_with(version.id, among=ids)   # the compared images only, not every answer
         todo = [i for i in ids if i not in done]
         if todo:
             params = {"families": [version.family], "model_versions": {version.family: version.id},
