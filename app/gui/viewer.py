@@ -689,8 +689,9 @@ class ViewerPane(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
+        self._following = False
         self.viewer.view_changed.connect(self._sync)
-        self.original.navigated.connect(lambda: self.viewer.copy_view_of(self.original))
+        self.original.navigated.connect(self._follow_original)
 
     def show_image(self, rgb: np.ndarray | None, message: str = "", pixels: ViewerPixels | None = None) -> None:
         self.viewer.show_image(rgb, message, pixels)
@@ -707,8 +708,20 @@ class ViewerPane(QWidget):
     def side_by_side(self) -> bool:
         return self.original.isVisible()
 
+    def _follow_original(self) -> None:
+        """The viewer copies the original moved by hand, and the original copies the result back once. Not on each of
+        the viewer's scroll bars as it goes: its horizontal one, set first, had the original copy the viewer's vertical
+        value while still the old one, and the viewer then read that back, losing a drag's vertical part (a session-51
+        review)."""
+        self._following = True
+        try:
+            self.viewer.copy_view_of(self.original)
+        finally:
+            self._following = False
+        self._sync()
+
     def _sync(self) -> None:
-        if self.original.isVisible():
+        if self.original.isVisible() and not self._following:
             self.original.copy_view_of(self.viewer)
 
 

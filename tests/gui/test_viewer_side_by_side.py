@@ -61,3 +61,43 @@ def test_side_by_side_turned_on_while_zoomed_in_shows_both_panes_at_one_zoom(qtb
     pane.set_side_by_side(True)
     qtbot.wait(200)
     assert _view(pane.original) == _view(pane.viewer)
+
+
+def test_a_diagonal_middle_drag_over_the_original_moves_both_panes_both_ways(qtbot) -> None:
+    """A session-51 review: zoomed in, a middle-button drag over the original lost its vertical part. The viewer,
+    copying the original, set its horizontal scroll bar first; that told the original to copy the viewer back, whose
+    vertical value was still the old one, and the viewer then read that back (dragged by (-40, -60): 259 -> 252, not
+    319). Both panes now end where the drag took the original."""
+    pane = _pane(qtbot)
+    pane.set_side_by_side(True)
+    qtbot.wait(100)
+    o = pane.original
+    pane.viewer.zoom_by(4.0, anchor_under_mouse=False)
+    qtbot.wait(20)
+    centre = QPointF(o.viewport().width() / 2, o.viewport().height() / 2)
+    zoom, x, y = _view(o)
+    o.mousePressEvent(_middle(o, QEvent.Type.MouseButtonPress, centre))
+    o.mouseMoveEvent(_middle(o, QEvent.Type.MouseMove, centre + QPointF(-40, -60)))
+    o.mouseReleaseEvent(_middle(o, QEvent.Type.MouseButtonRelease, centre + QPointF(-40, -60)))
+    assert _view(o) == (zoom, x + 40, y + 60)
+    assert _view(pane.viewer) == _view(o)
+
+
+def test_the_wheel_over_the_zoomed_original_keeps_the_point_under_it(qtbot) -> None:
+    """A session-51 review: zoomed in, the wheel over the original zoomed both panes about another point (at x4, the
+    image point under the centre moved by (-68, -59) image pixels): the viewer, copying the zoom, had the original copy the viewer's scroll
+    values back before it had taken the original's. The point under the wheel now stays, in both panes."""
+    pane = _pane(qtbot)
+    pane.set_side_by_side(True)
+    qtbot.wait(100)
+    o = pane.original
+    pane.viewer.zoom_by(4.0, anchor_under_mouse=False)  # both scroll bars there: none comes with the wheel's zoom
+    qtbot.wait(20)
+    centre = QPointF(o.viewport().width() / 2, o.viewport().height() / 2)
+    under = o.mapToScene(centre.toPoint())
+    o.wheelEvent(QWheelEvent(centre, QPointF(o.viewport().mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                             QPoint(0, 120), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                             Qt.ScrollPhase.NoScrollPhase, False))
+    moved = o.mapToScene(centre.toPoint()) - under
+    assert abs(moved.x()) < 1 and abs(moved.y()) < 1
+    assert _view(pane.viewer) == _view(o)
