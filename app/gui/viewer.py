@@ -692,6 +692,9 @@ class ViewerPane(QWidget):
         self._following = False
         self.viewer.view_changed.connect(self._sync)
         self.original.navigated.connect(self._follow_original)
+        # The original copies the viewer again once its scroll bars have come or gone (see _sync_later).
+        self.original.horizontalScrollBar().rangeChanged.connect(self._sync_later)
+        self.original.verticalScrollBar().rangeChanged.connect(self._sync_later)
 
     def show_image(self, rgb: np.ndarray | None, message: str = "", pixels: ViewerPixels | None = None) -> None:
         self.viewer.show_image(rgb, message, pixels)
@@ -719,6 +722,13 @@ class ViewerPane(QWidget):
         finally:
             self._following = False
         self._sync()
+
+    def _sync_later(self) -> None:
+        """Copy the viewer again on the next pass of the event loop. The first zoom from a fitted view copied it before
+        the original's scroll bars came; its viewport then shrank by their width and its values moved by half of it,
+        the panes left 7 px apart (a session-51 review). Queued, the copy comes once those have settled; it moves no
+        range again (the same transform and viewport), so it does not repeat."""
+        QTimer.singleShot(0, self, self._sync)  # with the pane as context: not called once it is gone
 
     def _sync(self) -> None:
         if self.original.isVisible() and not self._following:

@@ -101,3 +101,18 @@ def test_the_wheel_over_the_zoomed_original_keeps_the_point_under_it(qtbot) -> N
     moved = o.mapToScene(centre.toPoint()) - under
     assert abs(moved.x()) < 1 and abs(moved.y()) < 1
     assert _view(pane.viewer) == _view(o)
+
+
+def test_the_first_zoom_from_a_fitted_side_by_side_view_leaves_both_panes_on_the_same_pixels(qtbot) -> None:
+    """A session-51 review: the first zoom from a fitted side-by-side view left the original half a scroll bar off
+    (x4 on a 329 x 202 image: the viewer at (671, 252), the original at (678, 259)). The original copied the viewer
+    before its own scroll bars came; its viewport then shrank by 14 px, its values moved by 7, and nothing copied
+    the viewer again. The original now copies it again when its scroll bars' ranges change."""
+    pane = _pane(qtbot)
+    pane.set_side_by_side(True)
+    qtbot.wait(100)
+    pane.viewer.zoom_by(4.0, anchor_under_mouse=False)
+    qtbot.wait(50)
+    assert _view(pane.original) == _view(pane.viewer)
+    v, o = pane.viewer, pane.original
+    assert o.mapToScene(o.viewport().rect().center()) == v.mapToScene(v.viewport().rect().center())
