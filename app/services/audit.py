@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from app.services.csv_rows import formula_safe_row
 from app.services.flags import FlagSettings
 from app.services.reflag import card_threshold
 from app.services.wording import plural
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 AUDIT_COLUMNS = ("when", "who", "folder", "image", "revision", *TRACE_FIELDS, "state", "class", "verdict",
                  "model_family", "model_version", "threshold_now", "changed", "note", "source", "folder_path")
+# The columns holding numbers the station writes; every other cell is text, kept from being a formula (a
+# session-51 audit: an author or class "=HYPERLINK(...)" was a live link in a spreadsheet).
+AUDIT_NUMBERS = ("revision", "threshold_now")
 # The label fields whose before → after the "changed" column spells out.
 SPELLED = (("state", "review_state"), ("class", "class_name"), ("verdict", "anomaly_verdict"))
 
@@ -131,13 +135,14 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
             roots = {f.id: f.root_path for f in db.folders.list()}
             for record in audit_records(db, folder_id):
                 same_image = previous is not None and previous.image_id == record.image_id
-                writer.writerow(audit_row(record, previous if same_image else None, flags, roots))
+                writer.writerow(formula_safe_row(audit_row(record, previous if same_image else None, flags, roots),
+                                                 AUDIT_NUMBERS))
                 previous = record
                 rows += 1
                 if progress is not None and rows % 1000 == 0:
                     progress(rows)
             for activation in db.model_versions.activations():
-                writer.writerow(activation_row(activation))
+                writer.writerow(formula_safe_row(activation_row(activation), AUDIT_NUMBERS))
                 rows += 1
                 changes += 1
         os.replace(tmp, path)

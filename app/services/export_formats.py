@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
+from app.services.csv_rows import formula_safe_row
 from app.services.export_items import (
     ANOMALY_ANOMALOUS,
     ANOMALY_NORMAL,
@@ -214,10 +215,13 @@ CSV_COLUMNS = ("path", "folder", "rel_path", "file_name", "split", "state", "cla
 
 class CsvTableWriter(FormatWriter):
     """A CSV file at the top of the export (beside the formats' folders, not in one): one row
-    per exported image, in export order."""
+    per exported image, in export order. Its text cells are written ``formula_safe`` (a class or file name
+    "=HYPERLINK(...)" was a live formula in a spreadsheet: a session-51 audit); ``numbers`` names the columns
+    holding numbers, written as they are."""
 
     file_name = ""
     columns: tuple[str, ...] = ()
+    numbers: tuple[str, ...] = ()
 
     def __init__(self, out: Path) -> None:
         super().__init__(out)
@@ -228,7 +232,7 @@ class CsvTableWriter(FormatWriter):
         with self.path.open("w", encoding="utf-8", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.columns)
             writer.writeheader()
-            writer.writerows(self.rows)
+            writer.writerows(formula_safe_row(row, self.numbers) for row in self.rows)
         return {"rows": len(self.rows)}
 
 
@@ -244,6 +248,7 @@ class CsvWriter(CsvTableWriter):
     name = "csv"
     file_name = "summary.csv"
     columns = CSV_COLUMNS
+    numbers = ("anomaly_region_pixels", "target_count")
 
     def __init__(self, out: Path, placeholder: str = TARGET_CATEGORY) -> None:
         super().__init__(out)

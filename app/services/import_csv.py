@@ -6,6 +6,10 @@ state and the review time are kept. Other tables need one image column (``rel_pa
 ``file_name``, ``filename``, ``image`` or ``path``, relative to the station's folder) and a ``class``
 or ``label`` column. The CSV holds no masks: mask columns (``target_count``, region pixels) are
 counts, not labels.
+
+The station writes its text cells ``formula_safe`` (a quote before a class or file name starting with ``=``, ``+``,
+``-``, ``@``: a session-51 audit); a table with every column of the station's ``summary.csv`` has that quote taken
+off again, so an export reads back unchanged. Another tool's table is read as it is: a quote there is its own.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.services.csv_rows import strict_rows
+from app.services.csv_rows import formula_unsafe, strict_rows
+from app.services.export_formats import CSV_COLUMNS
 from app.services.export_items import ANOMALY_ANOMALOUS, ANOMALY_NORMAL
 from app.services.import_records import UNCHANGED, ImportRecord, LabelImportError, dataset_path, read_text
 from database.states import ReviewState
@@ -61,11 +66,14 @@ def read(root: Path) -> list[ImportRecord]:
         raise LabelImportError(f"{path}: needs an image column ({', '.join(IMAGE_COLUMNS)}) and a "
                                f"class column ({', '.join(CLASS_COLUMNS)}); found {', '.join(columns) or 'none'}")
     read_columns = [c for c in (image_col, class_col, verdict_col, "state", "reviewed_at", "folder") if c]
+    own_table = set(CSV_COLUMNS) <= set(columns)  # this station's summary.csv: its text cells are formula_safe
     records = []
     for row in strict_rows(reader, lambda text: LabelImportError(f"{path}, {text}")):
         where = f"{path}, line {reader.line_num}"
         if None in row:
             raise LabelImportError(f"{where}: more cells than columns")
+        if own_table:
+            row = {c: formula_unsafe(v) if isinstance(v, str) else v for c, v in row.items()}
         # a line break in a cell this import reads (one in a notes column it does not read is that column's business)
         if any("\n" in v or "\r" in v for c in read_columns if isinstance(v := row.get(c), str)):
             raise LabelImportError(f"{where}: a cell holds a line break (a quote left open?)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
+from app.services.audit import write_audit
 from app.services.flags import FlagSettings, FolderThreshold
 from app.services.indexing import index_folder
 from app.services.project_settings import save_flag_settings
@@ -154,3 +155,33 @@ def test_the_windows_restore_of_a_revision_keeps_its_model(project, tmp_path: Pa
     assert main(["audit", "--db", url, "--out", str(out)]) == 0
     rows = [r for r in _read(out) if r["image"] == "L1/SN1.png"]
     assert rows[-1]["note"] == "restored revision 1" and rows[-1]["model_version"] == "patchcore-v2"
+
+
+def test_a_text_cell_starting_like_a_formula_is_written_as_text(tmp_path: Path) -> None:
+    """A session-51 audit: an author, class, note, file name, serial or model version starting with = + - @ was
+    written as it was, and a spreadsheet opened "=HYPERLINK(...)" as a live formula; such a cell now starts with a
+    quote (shown as text), while the numbers the station writes (revision, threshold) stay numbers."""
+    root = tmp_path / "parts"
+    root.mkdir()
+    (root / "=x.png").write_bytes(b"x")
+    (root / "trace.csv").write_text('file,serial,lot,station\n=x.png,=1+2,@SUM(A1),-3+4\n', encoding="utf-8")
+    db = open_database(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    change_trace_rule(db, TraceRule(use_csv=True))
+    folder_id = index_folder(db, root).folder_id
+    [image] = db.images.query()
+    version = db.model_versions.register("anomaly", "-v1", str(tmp_path / "m"))
+    db.predictions.upsert_many([PredictionIn(image_id=image.id, model_version_id=version.id, anomaly_score=-0.1)])
+    [pred] = db.predictions.for_image(image.id)
+    db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="=HYPERLINK(\"http://x\",\"y\")",
+                                           note="+note", from_prediction_id=pred.id), "=evil()")
+    db.model_versions.change_active(version.id, "@ann")
+    out = tmp_path / "audit.csv"
+    write_audit(db, out, None, FlagSettings(folder_thresholds=(FolderThreshold(folder_id, version.id, -0.25),)))
+    db.close()
+    label, change = _read(out)
+    assert (label["who"], label["image"], label["class"], label["note"]) == (
+        "'=evil()", "'=x.png", "'=HYPERLINK(\"http://x\",\"y\")", "'+note")
+    assert (label["serial"], label["lot"], label["station"]) == ("'=1+2", "'@SUM(A1)", "'-3+4")
+    assert (label["revision"], label["threshold_now"], label["model_version"]) == ("1", "-0.25", "'-v1")  # a number
+    assert (change["who"], change["model_version"]) == ("'@ann", "'-v1")
+    assert change["changed"] == "active: — → -v1 (activate)"  # not at the cell's start: a text, written as it is

@@ -348,3 +348,50 @@ def test_routed_tile_labels_come_back_once_the_project_keeps_a_list(tmp_path: Pa
     assert "blowhole is tile-v1's class, offered only on the images the model routing sends there" in refused.errors[0]
     assert refused.unknown_classes == ("pit",)   # what "Add N classes to the project" adds: never a tile class
     db.close()
+
+
+def test_a_class_and_a_file_name_starting_like_a_formula_come_back_unchanged(tmp_path: Path) -> None:
+    """A session-51 audit: summary.csv wrote a class "=1+2" or a file "=x.png" as it was, a live formula in a
+    spreadsheet; the cells now start with a quote, and the station's import takes exactly that quote off again."""
+    import csv
+
+    import cv2
+    import numpy as np
+
+    from app.services.indexing import index_folder
+    from database import LabelChange, ReviewState, open_database
+    root = tmp_path / "parts"
+    root.mkdir()
+    given = {"=x.png": "=1+2", "plain.png": "'=quoted", "-y.png": "'plain"}
+    for i, name in enumerate(given):
+        cv2.imwrite(str(root / name), np.full((8, 8), 40 * i, np.uint8))
+
+    def station(name: str):
+        db = open_database(f"sqlite:///{(tmp_path / f'{name}.sqlite').as_posix()}")
+        index_folder(db, root)
+        return db
+    db = station("first")
+    for image in db.images.query():
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name=given[image.rel_path]), "ann")
+    export_database(db, tmp_path / "exp", ExportOptions(formats=("csv",)))
+    db.close()
+    with (tmp_path / "exp" / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        written = {r["rel_path"]: (r["file_name"], r["class"]) for r in csv.DictReader(fh)}
+    assert written["'=x.png"] == ("'=x.png", "'=1+2")
+    assert written["plain.png"] == ("plain.png", "''=quoted")  # one more quote: it reads back as it was
+    assert written["'-y.png"] == ("'-y.png", "'plain")  # no formula after the quote: written as it is
+    fresh = station("fresh")
+    result = import_labels(fresh, tmp_path / "exp", ImportOptions(format="csv"))
+    assert result.preview.errors == () and result.preview.unmatched == () and result.written == 3
+    assert {i.rel_path: fresh.labels.current(i.id).class_name for i in fresh.images.query()} == given
+    fresh.close()
+
+
+def test_another_tools_table_keeps_its_quotes(tmp_path: Path) -> None:
+    """The quote is taken off only in the station's own summary.csv (a session-51 audit): in a table of another tool
+    a class "'=x" is that tool's text and is read as it is."""
+    from app.services.import_csv import read
+    table = tmp_path / "labels.csv"
+    table.write_text("file_name,class\na.png,'=x\n", encoding="utf-8")
+    [record] = read(table)
+    assert (record.image_ref, record.class_name) == ("a.png", "'=x")
