@@ -4,7 +4,8 @@ Each row says who decided what, when, on which part (serial/lot/station as recor
 revision, i.e. at the time), which model version's prediction was shown, and what changed from
 the previous revision of that image (``class: ok → scratch``). Rows are written as they are read
 (bounded memory), into a temporary file moved into place at the end, so a failed export never
-leaves half a file under the requested name.
+leaves half a file under the requested name. The file is UTF-8 with a byte-order mark, so that a spreadsheet reads
+its "—" and "→" (and accents) as they are.
 
 Changes of a family's active model version (promote, roll back, activate: ``model_activations``; and
 promotions in routing rules, 'route', ADR 0060) follow the label decisions, one row each, with the
@@ -128,7 +129,10 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
     tmp = path.with_name(path.name + ".partial")
     rows = changes = 0
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
+        # with a byte-order mark: the audit is handed to people who open it in a spreadsheet, and Excel on a Western
+        # Windows read a file without one as cp1252, every "—" / "→" of `changed` shown as "â€”" / "â†’" (a session-51
+        # audit); the station's own CSV readers (utf-8-sig) and pandas take the mark as it is
+        with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=AUDIT_COLUMNS)
             writer.writeheader()
             previous: AuditRecord | None = None

@@ -20,7 +20,7 @@ PATTERN = r"(?P<lot>L\d+)/(?P<serial>SN\d+)"
 
 
 def _read(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -185,3 +185,16 @@ def test_a_text_cell_starting_like_a_formula_is_written_as_text(tmp_path: Path) 
     assert (label["revision"], label["threshold_now"], label["model_version"]) == ("1", "-0.25", "'-v1")  # a number
     assert (change["who"], change["model_version"]) == ("'@ann", "'-v1")
     assert change["changed"] == "active: — → -v1 (activate)"  # not at the cell's start: a text, written as it is
+
+
+def test_the_audit_starts_with_a_byte_order_mark(project, tmp_path: Path) -> None:
+    """A session-51 audit: without a byte-order mark Excel on a Western Windows read the audit as cp1252, and every
+    "—" / "→" of the changed column showed as "â€”" / "â†’"; the file now starts with UTF-8's mark, and a reader
+    that takes it (utf-8-sig, as the station's readers do) gets the columns and the text as they were."""
+    url, _ = project
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "--db", url, "--out", str(out)]) == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfwhen,who,")
+    assert raw.count(b"\xef\xbb\xbf") == 1 and "→".encode() in raw
+    assert _read(out)[0]["changed"] == "verdict: — → anomalous; state: unreviewed → accepted"

@@ -352,7 +352,7 @@ def test_promotion_and_roll_back_are_recorded_and_in_the_audit_export(db, tmp_pa
         ("promote", "classifier-b", "classifier-a", "ann"), ("rollback", "classifier-a", "classifier-b", "ann")]
     assert log[1].note == "worse on night shift"
     out = write_audit(db, tmp_path / "audit.csv", None, FlagSettings())
-    rows = list(csv.DictReader(open(out.path, encoding="utf-8")))
+    rows = list(csv.DictReader(open(out.path, encoding="utf-8-sig")))
     assert out.rows == 2
     assert [(r["who"], r["model_version"], r["changed"]) for r in rows] == [
         ("ann", "classifier-b", "active: classifier-a → classifier-b (promote)"),

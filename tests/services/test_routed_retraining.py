@@ -225,7 +225,7 @@ def test_promoting_a_routed_versions_challenger_names_it_in_the_rules(lines, tmp
         ModelCatalog(db, author=lambda: "ann").promote(new.id)
     assert db.model_versions.active("classifier").id == steel.id
     out = write_audit(db, tmp_path / "audit.csv", None, FlagSettings())
-    rows = [r for r in csv.DictReader(open(out.path, encoding="utf-8")) if r["model_version"] == "clf-tile-2"]
+    rows = [r for r in csv.DictReader(open(out.path, encoding="utf-8-sig")) if r["model_version"] == "clf-tile-2"]
     assert [(r["who"], r["changed"], r["note"]) for r in rows] == [
         ("ann", "routed: clf-tile → clf-tile-2 (promote in routing rules)", "routing tiles/*")]
     with db.session() as s:   # the marker moved to its answer: the window shows it on that tile at once
