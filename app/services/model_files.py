@@ -37,6 +37,10 @@ MAX_FILES = 256
 MAX_DEPTH = 4                          # sub-folders below the version's folder (a bundle's members, verifier)
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+# The files inference reads by name, in a version's folder and in each part's (a card's ``parts``): a link is followed
+# for these only (inference.checkpoints' CONFIG, CARD and WEIGHTS, inference.domain's DOMAIN_JSON and DOMAIN_WEIGHTS;
+# written out here so that the GUI's Add imports no torch).
+LINKED_NAMES = frozenset({"config.json", "card.json", "model.safetensors", "domain.json", "domain.safetensors"})
 
 
 class ModelFilesError(RuntimeError):
@@ -52,7 +56,7 @@ TRAINER_STATE = "training"   # a trainer's resumable state and snapshots inside 
 
 
 def folder_entries(directory: Path) -> list[tuple[str, Path]]:
-    """(posix name, path) of the files inference reads below ``directory`` (a link to a safetensors or JSON file as the
+    """(posix name, path) of the files inference reads below ``directory`` (a link to one of ``LINKED_NAMES`` as the
     file it names); hidden entries, other links and other kinds of files are left out; too many or too large files
     raise ``ModelFilesError``. Nothing is read but a linked file's header: Add checks a folder can be kept with this,
     before keeping it reads the bytes once."""
@@ -73,7 +77,8 @@ def folder_entries(directory: Path) -> list[tuple[str, Path]]:
             # A link to a weights file is read (a git-annex, DVC or Hugging Face cache folder keeps its weights so):
             # left out, the database's copy lacked the weights the folder loads (a session-43 probe). Any other link
             # is not: a session-44 probe's notes.txt -> ~/.ssh/id_rsa was copied into the shared database, and so
-            # to every station's cache.
+            # to every station's cache, and a session-51 audit's extra.json -> a secret JSON object too: only the
+            # files inference reads by name are followed.
             if path.is_symlink() and not _model_file(path):
                 continue
             size = path.stat().st_size
@@ -118,10 +123,13 @@ def held_by_another(versions: "Iterable[ModelVersionInfo]", version: "ModelVersi
 
 
 def _model_file(path: Path) -> bool:
-    """A file a link is followed for: one inference reads, by its suffix and by what it holds (a safetensors header, a
-    JSON object). A Hugging Face or DVC cache folder links its config, card and weights so (the session-43 probe);
-    a text or a file that is not what its name says is never followed (notes.txt -> ~/.ssh/id_rsa, session 44)."""
+    """A file a link is followed for: one inference reads, by its name (``LINKED_NAMES``) and by what it holds (a
+    safetensors header, a JSON object). A Hugging Face or DVC cache folder links its config, card and weights so (the
+    session-43 probe); a text or a file that is not what its name says is never followed (notes.txt -> ~/.ssh/id_rsa,
+    session 44), nor a JSON object inference never reads (extra.json -> a secret, a session-51 audit)."""
     from inference.model_limits import parse_json, read_safetensors_header, regular_file_size
+    if path.name not in LINKED_NAMES:
+        return False
     suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":

@@ -99,7 +99,9 @@ def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(
     import os
     weights = next(folder.glob("*.safetensors"))
     (folder / "link.json").symlink_to(folder / "config.json")  # a Hugging Face cache links its JSON files so
-    (folder / "linked.safetensors").symlink_to(weights)  # a git-annex / DVC weights file is such a link:
+    (folder / "verifier").mkdir()  # a part's folder (a card's "parts"): its files are read by the same names
+    (folder / "verifier" / "model.safetensors").symlink_to(weights)  # a git-annex / DVC weights file is such a link:
+    (folder / "linked.safetensors").symlink_to(weights)  # a name inference never reads is not followed
     (folder / "dir.json").symlink_to(folder / "training", target_is_directory=True)  # kept as the file it names
     os.mkfifo(folder / "pipe.json")  # never read (it would block)
     (tmp_path / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
@@ -108,8 +110,8 @@ def test_only_the_files_inference_reads_are_kept_and_hostile_copies_are_refused(
     (folder / "fake.json").symlink_to(tmp_path / "id_rsa")
     files = dict(folder_files(folder))
     assert not any(name.startswith("training/") for name in files) and "config.json" in files
-    assert files["linked.safetensors"] == weights.read_bytes()
-    assert files["link.json"] == (folder / "config.json").read_bytes()
+    assert files["verifier/model.safetensors"] == weights.read_bytes() and "linked.safetensors" not in files
+    assert "link.json" not in files  # a linked JSON inference does not read is left out (a session-51 audit)
     assert "dir.json" not in files and "pipe.json" not in files
     assert "notes.txt" not in files and "fake.safetensors" not in files and "fake.json" not in files
     with pytest.raises(ModelFilesError, match="no config.json"):
@@ -157,3 +159,21 @@ def test_a_cache_folder_of_links_is_kept_whole(db, tiny_models, tmp_path) -> Non
         (blobs / name).write_bytes((tiny_models["classifier"] / name).read_bytes())
         (folder / name).symlink_to(blobs / name)
     assert sorted(dict(folder_files(folder))) == ["card.json", "config.json", "model.safetensors"]
+
+
+def test_a_linked_json_object_inference_does_not_read_is_left_out(tmp_path) -> None:
+    """Found by a session-51 audit: extra.json -> a secret JSON object outside the folder was followed (it parsed as
+    an object), so Add copied the secret into the shared database for every station. Only the files inference reads
+    by name (config, card, weights, domain files, in the folder or a part's) are followed; any other link is left
+    out, as the session-44 notes.txt was."""
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"token": "hunter2"}')
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"family": "classifier"}')
+    (folder / "extra.json").symlink_to(secret)
+    assert sorted(dict(folder_files(folder))) == ["config.json"]
+    from app.services.model_files import LINKED_NAMES
+    from inference.checkpoints import CARD, CONFIG, WEIGHTS
+    from inference.domain import DOMAIN_JSON, DOMAIN_WEIGHTS
+    assert LINKED_NAMES == {CONFIG, CARD, WEIGHTS, DOMAIN_JSON, DOMAIN_WEIGHTS}
