@@ -81,14 +81,41 @@ def regular_file_size(path: Path) -> int:
     return st.st_size
 
 
-def parse_json(text: str) -> Any:
-    """``json.loads``, with a document nested too deeply for it a ``ValueError`` too: a 6 KB ``domain.json`` of 3000
+def parse_json(text: str, max_depth: int | None = None) -> Any:
+    """``json.loads``, with a document nested too deeply a ``ValueError`` too: a 6 KB ``domain.json`` of 3000
     nested brackets raised RecursionError, which no reader caught, so a version was registered while Add said it was
-    refused, and the Models dialog and ``models list`` then failed for every version (a session-44 probe)."""
+    refused, and the Models dialog and ``models list`` then failed for every version (a session-44 probe). One nested
+    950 levels (2 KB) parsed, and a card.json so deep passed Add's check, then raised RecursionError in every
+    recursive reader after it (registering's ``json_safe``: "was not added: maximum recursion depth exceeded", a
+    session-51 audit): more than ``max_depth`` levels (MAX_JSON_DEPTH) is refused here, the one reader."""
+    limit = MAX_JSON_DEPTH if max_depth is None else max_depth
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except RecursionError:
-        raise ValueError("it is nested too deeply to be read") from None
+        doc = None
+        deep = True
+    else:
+        deep = _deeper_than(doc, limit)
+    if deep:
+        raise ValueError(f"it is nested too deeply: more than {limit} levels") from None
+    return doc
+
+
+# Levels of objects and lists in any JSON the station reads: the deepest it writes or imports is under 10 (a COCO
+# polygon, a card's metrics); Python's own recursion stops near 1000, and every reader after the parse recurses.
+MAX_JSON_DEPTH = 64
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether ``doc`` nests objects and lists more than ``limit`` levels; level by level, without recursion."""
+    level = [doc] if isinstance(doc, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v) if isinstance(c, (dict, list))]
+    return False
 
 
 def read_json_bounded(path: Path) -> Any:

@@ -443,6 +443,26 @@ def test_json_nested_too_deeply_is_refused_or_set_aside_never_a_crash(db, tmp_pa
     assert any(r.id == row.id for r in catalog.rows())
 
 
+def test_a_card_nested_deeper_than_the_station_reads_is_refused_at_the_check(db, tmp_path: Path) -> None:
+    """Found by a session-51 audit: a card.json nested 950 levels (2 KB) parsed, passed check_model_dir, and
+    registering then raised RecursionError in json_safe: "<path> was not added: maximum recursion depth exceeded in
+    __instancecheck__". More than 64 levels is refused when the file is read, naming it, and nothing is registered."""
+    from app.services.model_catalog import check_model_dir
+    d = make_model_dir(tmp_path / "deep-card")
+    card = json.loads((d / "card.json").read_text())
+    card["notes"] = json.loads("[" * 950 + "]" * 950)
+    (d / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelCatalogError, match=r"card\.json .*nested too deeply: more than 64 levels"):
+        check_model_dir("classifier", d)
+    before = len(ModelCatalog(db).rows())
+    with pytest.raises(ModelCatalogError, match="nested too deeply"):
+        ModelCatalog(db).add_directory("classifier", d)
+    assert len(ModelCatalog(db).rows()) == before
+    card["notes"] = json.loads("[" * 60 + "]" * 60)  # a card nested within the bound is read as before
+    (d / "card.json").write_text(json.dumps(card))
+    assert check_model_dir("classifier", d)["notes"]
+
+
 def test_a_folder_that_cannot_be_shared_is_refused_at_add_saying_why(db, tmp_path: Path) -> None:
     """Found by a session-44 probe: a valid model beside 300 small text files was added without a word, none of its
     files kept in the database, and other stations were told to open the station that made it (it never helps)."""
