@@ -33,6 +33,12 @@ MAX_TEXT = 256  # characters of a string value
 MAX_INT = 1 << 20  # any integer field not named below
 MAX_FLOAT = 1e6  # any float field not named below (finite)
 
+MAX_IMAGE_SIDE = 1024  # pixels: the largest spatial size a config may ask for (see FIELD_LIMITS)
+# Sizes that are a number of pixels: a negative image_size (-24) was refused as "score_margin must be in
+# [0, image_size/2), got 0", naming the wrong field, and memory_mamba's and pixel_gaussian's were built (a session-51
+# audit).
+POSITIVE_FIELDS = frozenset({"img_size", "image_size", "patch_size", "token_size", "sentence_px", "word_px", "patch"})
+
 # Named fields (and every entry of a list field of that name): the largest value accepted.
 FIELD_LIMITS: dict[str, float] = {
     # how many blocks/layers are built: each is Python objects and time, whatever its width
@@ -42,9 +48,13 @@ FIELD_LIMITS: dict[str, float] = {
     "num_classes": 10_000, "in_chans": 64, "in_channels": 64, "embed_dim": 4096, "dim": 4096,
     "head_hidden": 8192, "stem_dim": 4096, "head_dim": 4096, "outer_dims": 4096, "inner_dims": 4096,
     "widths": 4096, "d_state": 1024, "position_features": 4096, "coarse_slots": 4096, "fine_slots": 4096,
-    # spatial sizes: inputs are resized to these, so they set the memory of every prediction
-    "img_size": 4096, "image_size": 4096, "patch_size": 1024, "token_size": 1024, "sentence_px": 1024,
-    "word_px": 1024, "patch": 1024, "score_margin": 4096,
+    # spatial sizes: inputs are resized to these, so they set the memory of every prediction, by their square. 4096
+    # let a copy of classifier-neu (img_size 128) allocate 2 GiB for one 40 x 40 image and a worker be killed for
+    # memory (a session-51 audit); at 1024 it peaks near 1.5 GB (460 MB at 128), still 4 times the largest preset or
+    # bundled model (image_size 256; memory_mamba's paper preset 224). Each must be at least 1 (POSITIVE_FIELDS).
+    "img_size": MAX_IMAGE_SIDE, "image_size": MAX_IMAGE_SIDE, "patch_size": MAX_IMAGE_SIDE,
+    "token_size": MAX_IMAGE_SIDE, "sentence_px": MAX_IMAGE_SIDE, "word_px": MAX_IMAGE_SIDE, "patch": MAX_IMAGE_SIDE,
+    "score_margin": MAX_IMAGE_SIDE // 2,
     # kernels (pixels) and blur widths (a Gaussian kernel is about 6 sigma wide)
     "ssm_conv": 63, "memory_conv": 63, "d_conv": 63, "stats_window": 255, "contrast_window": 255,
     "smoothing_sigma": 256, "blur_sigma": 256, "stats_blur": 256,
@@ -155,6 +165,8 @@ def _check_value(key: str, value: Any, where: str, limit: float | None, nested: 
         bound = MAX_FLOAT if limit is None else limit
     else:
         raise ModelLimitError(f"{where}: {key} must be a number, text or list, not {type(value).__name__}")
+    if key in POSITIVE_FIELDS and value < 1:
+        raise ModelLimitError(f"{where}: {key} = {value:g} must be at least 1 (a size in pixels)")
     if abs(value) > bound:
         raise ModelLimitError(f"{where}: {key} = {value:g} is out of bounds (at most {bound:g}); "
                               "the folder is refused before any memory is taken for it")

@@ -63,6 +63,25 @@ def test_out_of_bounds_config_is_refused_at_add_activate_and_load(tmp_path: Path
         db.close()
 
 
+@pytest.mark.parametrize("family,changes,field", [
+    ("classifier", {"img_size": 4096}, "img_size = 4096 is out of bounds"),
+    ("anomaly", {"image_size": 2048}, "image_size = 2048 is out of bounds"),
+    ("anomaly", {"image_size": -24}, "image_size = -24 must be at least 1"),
+])
+def test_a_spatial_size_a_station_cannot_run_is_refused_naming_it(tmp_path: Path, tiny, family, changes,
+                                                                  field) -> None:
+    """Found by a session-51 audit: img_size 4096 was within the limits, and a copy of classifier-neu with it
+    allocated 2 GiB for one 40 x 40 image (a worker without a cap was killed for memory); a negative anomaly
+    image_size was refused as "score_margin must be in [0, image_size/2), got 0", naming the wrong field. Spatial
+    sizes are at most 1024 pixels and at least 1, refused naming the field; every bundled model stays within."""
+    test_out_of_bounds_config_is_refused_at_add_activate_and_load(tmp_path, tiny, family, changes, field)
+    from inference.bundled import bundled_models
+    configs = [c for folder in bundled_models() for c in folder.rglob("config.json")]
+    assert configs
+    for config in configs:
+        check_config_values(json.loads(config.read_text())["config"], str(config))
+
+
 def test_in_bounds_config_that_disagrees_with_its_weights_is_refused_before_building(tmp_path: Path, tiny,
                                                                                       monkeypatch) -> None:
     """Big but allowed sizes: the meta-device build names the mismatch; nothing real is built."""
