@@ -1,5 +1,6 @@
 """The audit trail read back: every label revision with its image, folder and the model version
-of the prediction it was saved from, in (image, revision) order, a page at a time.
+of the prediction it was saved from, in (image, revision) order, a page at a time; and every inspector's flag
+decision (``flag_decisions``) with its image and folder, in the order they were written.
 
 Why pages by key: an audit of a year's work is millions of revisions; each page is one index
 walk from where the last ended, so memory stays bounded and no page is read twice.
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, tuple_
 
-from database.models import Folder, Image, LabelRevision, ModelVersion, Prediction
+from database.models import FlagDecisionEntry, Folder, Image, LabelRevision, ModelVersion, Prediction
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -73,3 +74,37 @@ def audit_records(db: Database, folder_id: int | None = None, page: int = 2000) 
             values[10] = tuple(x for x in (values[10] or "").split(",") if x)  # the changed names
             yield AuditRecord(*values)
         after = (rows[-1][0], rows[-1][1])
+
+
+@dataclass(frozen=True, slots=True)
+class FlagAuditRecord:
+    """One inspector's flag decision as written: ``flagged`` None handed the flag back to the models."""
+
+    id: int
+    author: str | None
+    created_at: datetime
+    flagged: bool | None
+    folder_id: int
+    folder: str
+    rel_path: str
+
+
+def flag_audit_records(db: Database, folder_id: int | None = None, page: int = 2000) -> Iterator[FlagAuditRecord]:
+    """Every inspector's flag decision (of one folder, or all), oldest first, a page at a time by id: each image's
+    flag kept only its latest decision, so the audit could not say who flagged a part or cleared it (a session-51
+    audit)."""
+    after = 0
+    while True:
+        stmt = (select(FlagDecisionEntry.id, FlagDecisionEntry.author, FlagDecisionEntry.created_at,
+                       FlagDecisionEntry.flagged, Image.folder_id, Folder.name, Image.rel_path)
+                .join(Image, Image.id == FlagDecisionEntry.image_id).join(Folder, Folder.id == Image.folder_id)
+                .where(FlagDecisionEntry.id > after).order_by(FlagDecisionEntry.id).limit(page))
+        if folder_id is not None:
+            stmt = stmt.where(Image.folder_id == folder_id)
+        with db.session() as s:
+            rows = s.execute(stmt).all()
+        if not rows:
+            return
+        for r in rows:
+            yield FlagAuditRecord(*r)
+        after = rows[-1][0]

@@ -8,9 +8,11 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     CursorResult,
     Select,
+    String,
     and_,
     bindparam,
     delete,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -32,8 +35,9 @@ from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
 from database.errors import ConflictError
 from database.locks import lock_folder_indexes
-from database.models import Folder, Image, LabelWatermark, Prediction, table_of, utcnow
+from database.models import FlagDecisionEntry, Folder, Image, LabelWatermark, Prediction, table_of, utcnow
 from database.states import ReviewState
+from database.types import UTCDateTime
 
 if TYPE_CHECKING:
     from database.engine import Database
@@ -425,21 +429,26 @@ class ImageRepository:
                 changed += cast("CursorResult[Any]", res).rowcount
         return changed
 
-    def set_inspector_flag(self, image_ids: Sequence[int], flagged: bool, by: str | None) -> None:
-        """An inspector's flag: it stands over whatever the models say later (``flag_override``)."""
+    def set_inspector_flag(self, image_ids: Sequence[int], flagged: bool, by: str | None,
+                           author: str | None = None) -> None:
+        """An inspector's flag: it stands over whatever the models say later (``flag_override``), recorded in the
+        same transaction (``_record_flag_decisions``). ``by`` is whose decision the image keeps (an undo puts back
+        the one F replaced, with its name); ``author`` who wrote it now, for the record (default ``by``)."""
         with self.db.session(write=True) as s:
             for part in chunks(list(image_ids)):
                 s.execute(update(Image).where(Image.id.in_(part))
                           .values(flagged=flagged, flag_override=flagged, flag_by=by, updated_at=utcnow()))
+                _record_flag_decisions(s, part, flagged, by if author is None else author)
 
-    def clear_inspector_flag(self, image_ids: Sequence[int], models_flag: bool) -> None:
+    def clear_inspector_flag(self, image_ids: Sequence[int], models_flag: bool, author: str | None = None) -> None:
         """Hand the images' flag back to the models (F undone where the flag was theirs): no override, no one's name,
         and ``models_flag``, theirs (the flag rules', ``app.services.reflag.models_flag``), in the same write, so no
-        reader sees the inspector's flag under the models' name."""
+        reader sees the inspector's flag under the models' name. Recorded as ``author``'s in the same transaction."""
         with self.db.session(write=True) as s:
             for part in chunks(list(image_ids)):
                 s.execute(update(Image).where(Image.id.in_(part))
                           .values(flagged=models_flag, flag_override=None, flag_by=None, updated_at=utcnow()))
+                _record_flag_decisions(s, part, None, author)
 
     def set_priorities(self, priorities: dict[int, float]) -> None:
         """Review-queue priorities (e.g. uncertainty or anomaly score), by image id."""
@@ -559,6 +568,22 @@ def label_keys_update(image_ids: Sequence[int], state: ReviewState, label_class:
     # Core (not ORM-enabled) UPDATE: no session objects to synchronize (the writers hold none).
     return (update(images).where(images.c.id.in_(image_ids))
             .values(review_state=state.value, label_class=label_class, updated_at=utcnow()))
+
+
+def _record_flag_decisions(s: Session, image_ids: Sequence[int], flagged: bool | None, author: str | None) -> None:
+    """Append one ``flag_decisions`` row per image of ``image_ids`` that exists, in ``s``'s transaction: the image
+    kept only its latest flag decision, overwritten in place, so the audit could not say who flagged a part or who
+    cleared it, and when (a session-51 audit). One INSERT ... SELECT over the same ids as the UPDATE before it, so a
+    decision is recorded exactly when it was written (an image deleted meanwhile gets neither). Stamped by the
+    database's clock as label revisions are (``db_now``), with PostgreSQL's ``now()`` inside the statement: no round
+    trip more on the save path."""
+    now: ColumnElement[Any] = (func.now() if s.get_bind().dialect.name == "postgresql"
+                               else literal(utcnow(), UTCDateTime()))
+    entries = table_of(FlagDecisionEntry)
+    s.execute(entries.insert().from_select(
+        ["image_id", "flagged", "author", "created_at"],
+        select(Image.id, sql_cast(literal(flagged, Boolean()), Boolean()),
+               sql_cast(literal(author, String(255)), String(255)), now).where(Image.id.in_(image_ids))))
 
 
 def raise_label_watermark() -> Update:

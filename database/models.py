@@ -343,6 +343,26 @@ class LabelRevision(Base):
     object_classes: Mapped[list[Any] | None]
 
 
+class FlagDecisionEntry(Base):
+    """One inspector's flag decision as it was written (F, its undo and redo): rows are only ever added, in the
+    transaction that writes ``images.flag_override`` (migration 0022_flag_decisions). The image keeps only the latest
+    decision, overwritten in place, so the audit could not say who sent a part for a second look or who cleared it,
+    and when (a session-51 audit). ``flagged`` None: the flag was handed back to the models; ``author`` who made the
+    write (None: no name set at the station, as ``images.flag_by``); ``created_at`` by the database's clock, as label
+    revisions."""
+
+    __tablename__ = "flag_decisions"
+    __table_args__ = (
+        Index("ix_flag_decisions_image", "image_id"),   # the cascade of an image's delete, and a folder's audit
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    flagged: Mapped[bool | None] = mapped_column(nullable=True)
+    author: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class LabelWatermark(Base):
     """One row whose ``mark`` every transaction that changes labels raises as its last write, so it moves in commit
     order on every engine: a window polls it (``LabelRepository.watermark``) to learn that labels changed. The newest

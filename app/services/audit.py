@@ -12,6 +12,11 @@ promotions in routing rules, 'route', ADR 0060) follow the label decisions, one 
 folder and image columns empty: they apply to every folder from that moment on, so a folder's audit
 lists them too.
 
+Inspectors' flag decisions (F, its undo and redo: ``flag_decisions``) follow those, one row each in the order they
+were written, with the folder and image (a folder's audit lists its own only) and ``changed`` "flag: flagged
+(inspector)", "flag: cleared (inspector)" or "flag: handed back to the models": the image kept only its latest
+decision, so no one could tell who sent a part for a second look or cleared it, and when (a session-51 audit).
+
 The threshold column is the threshold configured *now* for the row's folder and model version
 (the anomaly threshold, or the classifier's minimum confidence): the station keeps no history
 of thresholds, and the column's name says so.
@@ -29,7 +34,7 @@ from app.services.csv_rows import formula_safe_row
 from app.services.flags import FlagSettings
 from app.services.reflag import card_threshold
 from app.services.wording import plural
-from database.audit import AuditRecord, audit_records
+from database.audit import AuditRecord, FlagAuditRecord, audit_records, flag_audit_records
 from database.dto import ModelActivationInfo
 from database.labels import TRACE_FIELDS
 
@@ -53,15 +58,17 @@ class AuditError(Exception):
 class AuditResult:
     rows: int
     path: Path
-    model_changes: int = 0  # of ``rows``: changes of the active model versions (the rest are label decisions)
+    model_changes: int = 0  # of ``rows``: changes of the active model versions
+    flag_decisions: int = 0  # of ``rows``: inspectors' flag decisions (the rest are label decisions)
 
     def text(self) -> str:
         """What was written, each kind counted ("7 decisions" counted two model changes as label decisions: a
         session-47 audit)."""
-        labels = self.rows - self.model_changes
-        return (plural(labels, "label decision")
-                + (f" and {plural(self.model_changes, 'model change')}" if self.model_changes else "")
-                + f" written to {self.path}")
+        labels = self.rows - self.model_changes - self.flag_decisions
+        others = [plural(n, what) for n, what in ((self.model_changes, "model change"),
+                                                  (self.flag_decisions, "flag decision")) if n]
+        return (", ".join([plural(labels, "label decision"), *others[:-1]])
+                + (f" and {others[-1]}" if others else "") + f" written to {self.path}")
 
 
 def threshold_now(record: AuditRecord, flags: FlagSettings) -> float | None:
@@ -118,6 +125,18 @@ def activation_row(a: ModelActivationInfo) -> dict[str, object]:
     return row
 
 
+FLAG_CHANGES = {True: "flag: flagged (inspector)", False: "flag: cleared (inspector)",
+                None: "flag: handed back to the models"}
+
+
+def flag_row(f: FlagAuditRecord, roots: Mapping[int, str] | None = None) -> dict[str, object]:
+    """An inspector's flag decision as an audit row (who, when, which image; the shape of ``activation_row``)."""
+    row: dict[str, object] = {name: "" for name in AUDIT_COLUMNS}
+    row.update({"when": f.created_at.isoformat(), "who": f.author or "", "folder": f.folder, "image": f.rel_path,
+                "changed": FLAG_CHANGES[f.flagged], "folder_path": (roots or {}).get(f.folder_id, "")})
+    return row
+
+
 def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None, flags: FlagSettings,
                 progress: Callable[[int], None] | None = None) -> AuditResult:
     """Write every decision (of one folder, or all) to ``out`` as CSV; returns the row count."""
@@ -127,7 +146,7 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
     if not path.parent.is_dir():
         raise AuditError(f"{path.parent}: folder not found")
     tmp = path.with_name(path.name + ".partial")
-    rows = changes = 0
+    rows = changes = flag_rows = 0
     try:
         # with a byte-order mark: the audit is handed to people who open it in a spreadsheet, and Excel on a Western
         # Windows read a file without one as cp1252, every "—" / "→" of `changed` shown as "â€”" / "â†’" (a session-51
@@ -149,6 +168,10 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
                 writer.writerow(formula_safe_row(activation_row(activation), AUDIT_NUMBERS))
                 rows += 1
                 changes += 1
+            for decision in flag_audit_records(db, folder_id):
+                writer.writerow(formula_safe_row(flag_row(decision, roots), AUDIT_NUMBERS))
+                rows += 1
+                flag_rows += 1
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -156,4 +179,4 @@ def write_audit(db: Database, out: str | os.PathLike[str], folder_id: int | None
     except BaseException:  # Ctrl+C, SIGTERM, a database error: half the rows are no audit (a session-44 probe)
         tmp.unlink(missing_ok=True)
         raise
-    return AuditResult(rows, path, changes)
+    return AuditResult(rows, path, changes, flag_rows)

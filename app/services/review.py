@@ -767,11 +767,13 @@ class ReviewService:
 
         with self.db.waiting_at_most(wait_s):
             if decision.override is not None:
-                self.db.images.set_inspector_flag([image_id], decision.override, decision.by)
+                # recorded as this station's inspector's (an undo puts back another's decision, with its name)
+                self.db.images.set_inspector_flag([image_id], decision.override, decision.by, self.settings.author or None)
             else:
                 read = models_settings()   # before anything is written: unreadable, the flag stays as it was
                 folder_id = self.db.images.folders_of([image_id]).get(image_id)
-                self.db.images.clear_inspector_flag([image_id], models_flag(self.db, folder_id, image_id, read))
+                self.db.images.clear_inspector_flag([image_id], models_flag(self.db, folder_id, image_id, read),
+                                                    self.settings.author or None)
                 if folder_id is not None:
                     try:
                         flags = models_settings()   # a change saved before the clear, whose re-flag skipped it

@@ -198,3 +198,50 @@ def test_the_audit_starts_with_a_byte_order_mark(project, tmp_path: Path) -> Non
     assert raw.startswith(b"\xef\xbb\xbfwhen,who,")
     assert raw.count(b"\xef\xbb\xbf") == 1 and "→".encode() in raw
     assert _read(out)[0]["changed"] == "verdict: — → anomalous; state: unreviewed → accepted"
+
+
+def test_inspectors_flag_decisions_are_listed_after_the_label_decisions(project, tmp_path: Path, capsys) -> None:
+    """A session-51 audit: an inspector's flag (F, its undo and redo) overwrote the image's flag in place and the
+    audit listed only label decisions and model activations, so a quality engineer could not tell who sent a part
+    for a second look, or who cleared it, and when. Each decision is now a row after the label decisions, in the
+    order written, with its image and folder, and a folder's audit lists its own only."""
+    from app.services.review import ReviewService, ReviewSettings
+    from app.services.review_types import FlagDecision
+
+    url, root = project
+    db = open_database(url)
+    ids = {p: i for f in db.folders.list() for page in db.images.trace_rows(f.id) for i, p, _ in page}
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "=x.png").write_bytes(b"x")
+    other_id = index_folder(db, other).folder_id
+    [(other_image, _, _)] = next(iter(db.images.trace_rows(other_id)))
+    ann = ReviewService(db, ReviewSettings(reviewer="ann"))
+    bob = ReviewService(db, ReviewSettings(reviewer="bob"))
+    sn1 = ids["L1/SN1.png"]
+    models = FlagDecision.of(ann.item(sn1))
+    ann.set_flag(sn1, True)                     # F: a second look
+    before_bob = FlagDecision.of(bob.item(sn1))
+    bob.set_flag(sn1, False)                    # F again, by another inspector
+    bob.put_flag(sn1, before_bob)               # bob's undo: ann's flag back
+    ann.put_flag(sn1, models)                   # and hers: the models' flag again
+    bob.set_flag(other_image, True)
+    db.close()
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "--db", url, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"3 label decisions and 5 flag decisions written to {out}"
+    rows = _read(out)
+    assert [r["changed"] for r in rows[:3]] == [
+        "verdict: — → anomalous; state: unreviewed → accepted", "verdict: anomalous → normal; state: accepted → corrected",
+        "class: — → scratch; state: unreviewed → corrected"]
+    flags = [(r["who"], r["image"], r["changed"]) for r in rows[3:]]
+    assert flags == [("ann", "L1/SN1.png", "flag: flagged (inspector)"), ("bob", "L1/SN1.png", "flag: cleared (inspector)"),
+                     ("bob", "L1/SN1.png", "flag: flagged (inspector)"),
+                     ("ann", "L1/SN1.png", "flag: handed back to the models"),
+                     ("bob", "'=x.png", "flag: flagged (inspector)")]   # a text cell, kept from being a formula
+    assert all(r["when"] and r["folder"] and r["folder_path"] for r in rows[3:])
+    assert [r["when"] for r in rows[3:]] == sorted(r["when"] for r in rows[3:])
+    assert (rows[3]["folder_path"], rows[-1]["folder_path"]) == (str(root), str(other))
+    assert main(["audit", "--db", url, "--out", str(out), "--folder", str(other)]) == 0
+    assert capsys.readouterr().out.strip() == f"0 label decisions and 1 flag decision written to {out}"
+    assert [(r["who"], r["changed"]) for r in _read(out)] == [("bob", "flag: flagged (inspector)")]
