@@ -98,10 +98,16 @@ class WorkerStats:
         return now
 
 
+IDLE_WRITE_FLOOR_S = 10.0  # a busy machine pauses a healthy worker's Python between two statements for a second or more
+
+
 def idle_write_limit_s(stale_after_s: float) -> float:
     """How long a worker's write transaction may wait on the worker before the server ends it: half the stale-after
-    time (at least a second), so a frozen worker's row locks are gone by the time another worker recovers its claims."""
-    return max(1.0, stale_after_s / 2)
+    time, so a frozen worker's row locks are gone by the time another worker recovers its claims, but never under
+    IDLE_WRITE_FLOOR_S: at one second the server ended a healthy worker's save on a loaded 2-core CI machine (session
+    51; its claims were then recovered only after the failure). With a stale-after under twice the floor, a frozen
+    worker's locked images wait for the floor, and ``requeue_stale`` keeps its row until they are recovered."""
+    return max(IDLE_WRITE_FLOOR_S, stale_after_s / 2)
 
 
 def mask_png(mask: np.ndarray) -> bytes:

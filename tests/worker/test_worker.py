@@ -388,3 +388,12 @@ def test_stage_times_say_where_the_batches_went(db, tmp_path: Path, monkeypatch)
     assert stats.batches == 2 and set(stats.seconds) == {"claim", "load", "decode", "models", "store"}
     assert stats.seconds["models"] >= 0.1
     assert all(v >= 0 for v in stats.seconds.values()) and sum(stats.seconds.values()) <= wall
+
+
+def test_a_short_stale_time_does_not_end_a_healthy_workers_writes() -> None:
+    """CI (session 51): with a stale-after of 0 s the server ended a healthy worker's save after 1 s idle between two
+    statements on a loaded 2-core machine, failing test_claims_of_a_dead_worker_are_requeued_and_finished on
+    PostgreSQL. The idle limit is half the stale time but never under the floor a busy machine needs."""
+    from app.worker import IDLE_WRITE_FLOOR_S, idle_write_limit_s
+    assert idle_write_limit_s(0.0) == IDLE_WRITE_FLOOR_S >= 10.0
+    assert idle_write_limit_s(60.0) == 30.0
