@@ -133,7 +133,7 @@ class LabelNextController:
     def _gone(self) -> set[int]:
         """Proposals of the batch shown whose file has gone from the folder, by the newest count (its
         ``LabelNextResult.gone``, of the batch it watched): the queue no longer lists them, so they are done, not left
-        to label; a file put back is a proposal again at the next count. None while the newest answer is the batch
+        to label; a file put back is a proposal again at the next count. Empty while the newest answer is the batch
         shown itself (it watched the one before)."""
         shown, latest = self.result, self.latest
         if shown is None or latest is None or latest is shown:

@@ -183,9 +183,7 @@ class RetrainRunner(QObject):
         if self._proc is proc:
             self._abandoned = True
             proc.kill()
-            if not proc.waitForFinished(3000):   # SIGKILL ends it at once; a process in the kernel's D state need not
-                loop.quit()
-                return
+            proc.waitForFinished(3000)   # SIGKILL ends it at once; a process in the kernel's D state need not
         loop.quit()
 
     # -- process output -----------------------------------------------------------------
