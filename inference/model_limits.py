@@ -52,8 +52,7 @@ FIELD_LIMITS: dict[str, float] = {
     # let a copy of classifier-neu (img_size 128) allocate 2 GiB for one 40 x 40 image and a worker be killed for
     # memory (a session-51 audit); at 1024 it peaks near 1.5 GB (460 MB at 128), still 4 times the largest preset or
     # bundled model (image_size 256; memory_mamba's paper preset 224). Each must be at least 1 (POSITIVE_FIELDS).
-    "img_size": MAX_IMAGE_SIDE, "image_size": MAX_IMAGE_SIDE, "patch_size": MAX_IMAGE_SIDE,
-    "token_size": MAX_IMAGE_SIDE, "sentence_px": MAX_IMAGE_SIDE, "word_px": MAX_IMAGE_SIDE, "patch": MAX_IMAGE_SIDE,
+    **dict.fromkeys(POSITIVE_FIELDS, MAX_IMAGE_SIDE),
     "score_margin": MAX_IMAGE_SIDE // 2,
     # kernels (pixels) and blur widths (a Gaussian kernel is about 6 sigma wide)
     "ssm_conv": 63, "memory_conv": 63, "d_conv": 63, "stats_window": 255, "contrast_window": 255,
@@ -91,23 +90,20 @@ def regular_file_size(path: Path) -> int:
     return st.st_size
 
 
-def parse_json(text: str, max_depth: int | None = None) -> Any:
+def parse_json(text: str) -> Any:
     """``json.loads``, with a document nested too deeply a ``ValueError`` too: a 6 KB ``domain.json`` of 3000
     nested brackets raised RecursionError, which no reader caught, so a version was registered while Add said it was
     refused, and the Models dialog and ``models list`` then failed for every version (a session-44 probe). One nested
     950 levels (2 KB) parsed, and a card.json so deep passed Add's check, then raised RecursionError in every
     recursive reader after it (registering's ``json_safe``: "was not added: maximum recursion depth exceeded", a
-    session-51 audit): more than ``max_depth`` levels (MAX_JSON_DEPTH) is refused here, the one reader."""
-    limit = MAX_JSON_DEPTH if max_depth is None else max_depth
+    session-51 audit): more than MAX_JSON_DEPTH levels is refused here, the one reader."""
+    deep = ValueError(f"it is nested too deeply: more than {MAX_JSON_DEPTH} levels")
     try:
         doc = json.loads(text)
     except RecursionError:
-        doc = None
-        deep = True
-    else:
-        deep = _deeper_than(doc, limit)
-    if deep:
-        raise ValueError(f"it is nested too deeply: more than {limit} levels") from None
+        raise deep from None
+    if _deeper_than(doc, MAX_JSON_DEPTH):
+        raise deep
     return doc
 
 
