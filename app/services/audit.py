@@ -129,11 +129,11 @@ FLAG_CHANGES = {True: "flag: flagged (inspector)", False: "flag: cleared (inspec
                 None: "flag: handed back to the models"}
 
 
-def flag_row(f: FlagAuditRecord, roots: Mapping[int, str] | None = None) -> dict[str, object]:
+def flag_row(f: FlagAuditRecord, roots: Mapping[int, str]) -> dict[str, object]:
     """An inspector's flag decision as an audit row (who, when, which image; the shape of ``activation_row``)."""
     row: dict[str, object] = {name: "" for name in AUDIT_COLUMNS}
     row.update({"when": f.created_at.isoformat(), "who": f.author or "", "folder": f.folder, "image": f.rel_path,
-                "changed": FLAG_CHANGES[f.flagged], "folder_path": (roots or {}).get(f.folder_id, "")})
+                "changed": FLAG_CHANGES[f.flagged], "folder_path": roots.get(f.folder_id, "")})
     return row
 
 

@@ -736,9 +736,15 @@ class ReviewService:
             raise ReviewError(f"its mask is {mw} x {mh} px, made for the file's earlier content, and the image is now "
                               f"{w} x {h} px: it cannot be put back on it (give its class or verdict again by hand)")
 
+    @property
+    def _author(self) -> str | None:
+        """Who decides at this station (the reviewer setting; None where it is empty): one rule for the flag's
+        decision and its audit record."""
+        return self.settings.author or None
+
     def inspector_flag(self, flagged: bool) -> FlagDecision:
         """This inspector's flag decision, kept over the models' (F: the window's and ``set_flag``'s one author rule)."""
-        return FlagDecision.inspector(flagged, self.settings.author or None)
+        return FlagDecision.inspector(flagged, self._author)
 
     def set_flag(self, image_id: int, flagged: bool, wait_s: float | None = None) -> QueueItem:
         """This inspector's flag, kept over the models' (``wait_s`` as for ``save``)."""
@@ -768,12 +774,12 @@ class ReviewService:
         with self.db.waiting_at_most(wait_s):
             if decision.override is not None:
                 # recorded as this station's inspector's (an undo puts back another's decision, with its name)
-                self.db.images.set_inspector_flag([image_id], decision.override, decision.by, self.settings.author or None)
+                self.db.images.set_inspector_flag([image_id], decision.override, decision.by, self._author)
             else:
                 read = models_settings()   # before anything is written: unreadable, the flag stays as it was
                 folder_id = self.db.images.folders_of([image_id]).get(image_id)
                 self.db.images.clear_inspector_flag([image_id], models_flag(self.db, folder_id, image_id, read),
-                                                    self.settings.author or None)
+                                                    self._author)
                 if folder_id is not None:
                     try:
                         flags = models_settings()   # a change saved before the clear, whose re-flag skipped it
