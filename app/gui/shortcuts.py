@@ -75,8 +75,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "its object; on an image without predicted targets, the mask's next object", "View",
              "mdi6.target"),
     Shortcut("prev_target", ("Shift+Tab",), "Previous predicted target (or object)", "View", "mdi6.target-variant"),
-    Shortcut("compare", ("C",), "Side by side: original beside the overlays, in step (the wheel or a middle-button "
-             "drag over either pane moves both)", "View", "mdi6.compare"),
+    Shortcut("compare", ("C",), "Side by side: original beside the overlays, in step (the wheel, a middle-button "
+             "drag, the scroll bars or the arrow keys in either pane move both)", "View", "mdi6.compare"),
     # Project
     Shortcut("open_folder", ("Ctrl+O",), "Open a folder of images", "Project", "mdi6.folder-open"),
     Shortcut("prelabel_folder", ("Ctrl+Shift+P",), "Pre-label the current folder", "Project", "mdi6.robot"),

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QGraphicsScene,
     QGraphicsSimpleTextItem,
     QGraphicsView,
+    QScrollBar,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -65,7 +66,9 @@ class ImageView(QGraphicsView):
     """A zoomable, pannable view of one scene (shared by the main viewer and the comparison)."""
 
     view_changed = Signal()
-    navigated = Signal()   # the inspector zoomed (wheel) or panned (middle-button drag) this view by hand
+    # the inspector moved this view by hand: zoomed (wheel), panned (middle-button drag) or scrolled (a scroll bar
+    # dragged or clicked, an arrow key or Page Up / Page Down)
+    navigated = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -83,8 +86,9 @@ class ImageView(QGraphicsView):
         self._message.setBrush(QColor("#f0a0a0"))
         self.scene().addItem(self._message)
         self._fit_on_resize = True
-        self.horizontalScrollBar().valueChanged.connect(self.view_changed)
-        self.verticalScrollBar().valueChanged.connect(self.view_changed)
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.valueChanged.connect(self.view_changed)
+            bar.actionTriggered.connect(self._scrolled_by_hand)
         self._panning: QPointF | None = None
 
     # -- content --------------------------------------------------------------------------
@@ -152,6 +156,18 @@ class ImageView(QGraphicsView):
         self.horizontalScrollBar().setValue(other.horizontalScrollBar().value())
         self.verticalScrollBar().setValue(other.verticalScrollBar().value())
         self.view_changed.emit()  # a zoom alone moves no scroll bar, and what follows this view must hear of it
+
+    def _scrolled_by_hand(self, _action: int) -> None:
+        """A scroll bar moves by hand: its handle dragged, its groove or arrows clicked, the wheel over it, or the view's
+        arrow keys and Page Up / Page Down (Qt scrolls with those through the bar's actions too). Side by side, the
+        original moved so alone, off the overlays' pixels beside it (a session-52 audit). Said here, not on
+        valueChanged: that also comes with the view's own fit, resizing and copying, which must lead nothing. The
+        action has moved the slider's position only, its value follows this slot: it is set now, for whoever follows
+        to read, and the bar then finds it already there."""
+        bar = self.sender()
+        if isinstance(bar, QScrollBar) and bar.sliderPosition() != bar.value():
+            bar.setValue(bar.sliderPosition())
+            self.navigated.emit()
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         steps = event.angleDelta().y() / 120.0
@@ -672,9 +688,11 @@ class ViewerPane(QWidget):
     """The viewer, optionally beside an overlay-free copy of the image (views kept in step).
 
     The viewer leads: the original copies every change of its view. The wheel and a middle-button drag over the
-    original move it by hand, and the viewer then copies it (and the original copies that back, unchanged): they
-    zoomed and panned the original alone, the overlays beside it left where they were (a session-51 audit). Only
-    those hand moves lead back; the original's own fit and resizing never move the viewer."""
+    original, its scroll bars and the arrow keys and Page Up / Page Down there move it by hand, and the viewer then
+    copies it (and the original copies that back, unchanged): they zoomed, panned and scrolled the original alone, the
+    overlays beside it left where they were (a session-51 audit; the scroll bars and keys, a session-52 audit). Only
+    those hand moves lead back, and only while the original is shown; the original's own fit and resizing never move
+    the viewer."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -715,7 +733,9 @@ class ViewerPane(QWidget):
         """The viewer copies the original moved by hand, and the original copies the result back once. Not on each of
         the viewer's scroll bars as it goes: its horizontal one, set first, had the original copy the viewer's vertical
         value while still the old one, and the viewer then read that back, losing a drag's vertical part (a session-51
-        review)."""
+        review). Hidden (side by side off), the original leads nothing."""
+        if not self.original.isVisible():
+            return
         self._following = True
         try:
             self.viewer.copy_view_of(self.original)

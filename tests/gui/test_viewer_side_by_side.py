@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
+from PySide6.QtWidgets import QStyle, QStyleOptionSlider
 
 from app.gui.viewer import ImageView, ViewerPane
 
@@ -116,3 +117,96 @@ def test_the_first_zoom_from_a_fitted_side_by_side_view_leaves_both_panes_on_the
     assert _view(pane.original) == _view(pane.viewer)
     v, o = pane.viewer, pane.original
     assert o.mapToScene(o.viewport().rect().center()) == v.mapToScene(v.viewport().rect().center())
+
+
+def _zoomed_side_by_side(qtbot) -> ViewerPane:
+    """Side by side at x4, both panes with both scroll bars, scrolled to the middle."""
+    pane = _pane(qtbot)
+    pane.set_side_by_side(True)
+    qtbot.wait(100)
+    pane.viewer.zoom_by(4.0, anchor_under_mouse=False)
+    qtbot.wait(50)
+    assert _view(pane.original) == _view(pane.viewer)
+    return pane
+
+
+def _same_pixels(pane: ViewerPane) -> None:
+    """Both panes are scrolled alike and show the same image point at their centres."""
+    v, o = pane.viewer, pane.original
+    assert _view(o) == _view(v)
+    assert o.mapToScene(o.viewport().rect().center()) == v.mapToScene(v.viewport().rect().center())
+
+
+def test_the_original_s_scroll_bars_move_both_panes(qtbot) -> None:
+    """A session-52 audit: side by side, dragging the original's (left) scroll bars scrolled the original alone; the
+    panes then showed different parts of the image and the cursor readout spoke of another pixel than the one beside
+    it. A drag of the handle and a click in the groove (a page) now move both panes, all along the drag."""
+    pane = _zoomed_side_by_side(qtbot)
+    o = pane.original
+    h, vbar = o.horizontalScrollBar(), o.verticalScrollBar()
+    start = _view(o)
+    opt = QStyleOptionSlider()
+    h.initStyleOption(opt)
+    handle = h.style().subControlRect(QStyle.ComplexControl.CC_ScrollBar, opt, QStyle.SubControl.SC_ScrollBarSlider, h)
+    grab = handle.center()
+    qtbot.mousePress(h, Qt.MouseButton.LeftButton, pos=grab)
+    for dx in (-10, -20, -30):
+        qtbot.mouseMove(h, grab + QPoint(dx, 0))
+        _same_pixels(pane)
+    qtbot.mouseRelease(h, Qt.MouseButton.LeftButton, pos=grab + QPoint(-30, 0))
+    dragged = _view(o)[1]
+    assert dragged < start[1]
+    _same_pixels(pane)
+    qtbot.mouseClick(vbar, Qt.MouseButton.LeftButton, pos=QPoint(vbar.width() // 2, vbar.height() - 24))
+    paged = min(vbar.maximum(), start[2] + vbar.pageStep())  # a page down, below the handle
+    assert paged > start[2] and _view(o)[2] == paged
+    _same_pixels(pane)
+    qtbot.wait(50)  # nothing queued moves either pane afterwards
+    assert _view(o)[1:] == (dragged, paged)
+    _same_pixels(pane)
+
+
+def test_keys_scrolling_the_focused_original_move_both_panes(qtbot) -> None:
+    """A session-52 audit: side by side, the arrow keys and Page Up / Page Down with the original focused scrolled it
+    alone, off the viewer's pixels. Both panes now move."""
+    pane = _zoomed_side_by_side(qtbot)
+    o = pane.original
+    start = _view(o)
+    for key in (Qt.Key.Key_Right, Qt.Key.Key_Right, Qt.Key.Key_Up, Qt.Key.Key_PageDown):
+        qtbot.keyClick(o, key)
+        _same_pixels(pane)
+    assert _view(o) != start
+
+
+def test_the_viewer_s_scroll_bars_and_keys_move_both_panes(qtbot) -> None:
+    """The other way round, the viewer's (right) scroll bars and keys move the original with it."""
+    pane = _zoomed_side_by_side(qtbot)
+    v = pane.viewer
+    start = _view(v)
+    v.horizontalScrollBar().setSliderPosition(v.horizontalScrollBar().value() + 120)
+    v.verticalScrollBar().triggerAction(v.verticalScrollBar().SliderAction.SliderPageStepSub)
+    qtbot.keyClick(v, Qt.Key.Key_Left)
+    assert _view(v) != start
+    _same_pixels(pane)
+
+
+def test_side_by_side_turned_off_leaves_the_viewer_alone(qtbot) -> None:
+    """Turned off, the hidden original neither follows the viewer nor leads it; turned on again, it shows the viewer's
+    pixels."""
+    pane = _zoomed_side_by_side(qtbot)
+    pane.set_side_by_side(False)
+    qtbot.wait(100)
+    v, o = pane.viewer, pane.original
+    v.zoom_by(4.0, anchor_under_mouse=False)
+    qtbot.wait(50)
+    shown, hidden = _view(v), _view(o)
+    v.horizontalScrollBar().setSliderPosition(v.horizontalScrollBar().value() + 40)
+    assert _view(o) == hidden  # not copied while nobody sees it
+    shown = _view(v)
+    o.horizontalScrollBar().triggerAction(o.horizontalScrollBar().SliderAction.SliderPageStepAdd)
+    o.verticalScrollBar().triggerAction(o.verticalScrollBar().SliderAction.SliderPageStepAdd)
+    qtbot.wait(50)
+    assert _view(v) == shown
+    pane.set_side_by_side(True)
+    qtbot.wait(200)
+    _same_pixels(pane)
