@@ -106,10 +106,13 @@ class PredictionRepository:
         self._lock = threading.Lock()
 
     def map_refs(self) -> set[str]:
-        """Every anomaly map reference an answer holds (``db sweep-maps`` removes the map files no answer refers to)."""
+        """Every anomaly map reference an answer of an image row holds (``db sweep-maps`` removes the map files no
+        such answer refers to). An image marked missing keeps its row, and so its maps: its file may come back. An
+        answer whose image row is gone (removed with foreign keys off, as the sqlite3 shell does, or by an older
+        version) can never be shown again: counted, it kept its map for good (a session-52 audit)."""
         with self.db.session() as s:
-            return {r for r in s.scalars(select(Prediction.anomaly_map_ref).where(
-                Prediction.anomaly_map_ref.is_not(None)).distinct()) if r}
+            return {r for r in s.scalars(select(Prediction.anomaly_map_ref).join(Image, Image.id == Prediction.image_id)
+                                         .where(Prediction.anomaly_map_ref.is_not(None)).distinct()) if r}
 
     def written(self, rows: int) -> None:
         """Committed ``rows`` predictions: every ``ANALYZE_AFTER`` rows (however they were batched:

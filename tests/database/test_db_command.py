@@ -217,3 +217,44 @@ def test_sweep_maps_sweeps_only_folders_this_database_alone_writes(tmp_path: Pat
     monkeypatch.setenv("INSPECTION_STATION_ARTIFACTS", str(tmp_path / "override"))
     assert main(["db", "sweep-maps", "--db", url]) == 0
     assert "INSPECTION_STATION_ARTIFACTS: every database" in capsys.readouterr().err
+
+
+def test_sweep_maps_removes_the_maps_of_answers_whose_image_row_is_gone(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A session-52 audit: the rows of images deleted from a followed folder, once removed by hand (``DELETE FROM
+    images WHERE missing`` in the sqlite3 shell, whose foreign keys are off) or by an older version, left their
+    answers behind, and ``db sweep-maps`` kept those answers' maps for good ("removed 0 map files"). An answer whose
+    image row is gone can never be shown again: its map goes. An image only marked missing keeps its row, answers and
+    maps (its file may come back, and shows them again)."""
+    import os
+    import sqlite3
+
+    import numpy as np
+
+    from app.services.artifacts import store_for
+    from database import open_database
+    from database.dto import FileEntry, PredictionIn
+
+    path = tmp_path / "station.sqlite"
+    url = f"sqlite:///{path}"
+    db = open_database(url)
+    store = store_for(url)
+    refs = [store.put_map(np.full((4, 4), float(i), np.float32)) for i in range(3)]
+    folder = db.folders.add(str(tmp_path / "line"))
+    names = ["kept.png", "missing.png", "removed.png"]
+    ids = db.images.sync(folder.id, [FileEntry(n, 1, 0) for n in names]).added_ids
+    version = db.model_versions.register("anomaly", "a1", "/m", activate=True)
+    db.predictions.upsert_many([PredictionIn(i, version.id, anomaly_score=0.2, anomaly_map_ref=r)
+                                for i, r in zip(ids, refs, strict=True)])
+    assert db.images.sync(folder.id, [FileEntry("kept.png", 1, 0)]).missing == 2   # two files deleted
+    db.close()
+    raw = sqlite3.connect(path)   # the shell's foreign keys are off: the answer of the row removed stays
+    raw.execute("DELETE FROM images WHERE rel_path = 'removed.png'")
+    raw.commit()
+    raw.close()
+    for ref in refs:
+        p = store.root / ref
+        os.utime(p, (p.stat().st_atime - 3 * 86400, p.stat().st_mtime - 3 * 86400))
+    assert main(["db", "sweep-maps", "--db", url]) == 0
+    assert "removed 1 map file," in capsys.readouterr().out
+    assert [(store.root / r).is_file() for r in refs] == [True, True, False]
