@@ -278,11 +278,12 @@ class MainWindow(QMainWindow):
             return
         # the image the decision is for: the one moved to while keys wait for another's read (the move-on ran after
         # the image left's keys, and the decision was never applied: the review of a session-48 fix)
-        before, refused = self.review.key_target, self.review.conflicts
+        before, refused, owed = self.review.key_target, self.review.conflicts, self.review.regions_to_draw
 
         def advance() -> None:
             if (self.ctx.settings.auto_advance and before is not None and self.review.image_id == before
-                    and self.review.conflicts == refused):  # refused: stay, the newer label is to be seen
+                    and self.review.conflicts == refused  # refused: stay, the newer label is to be seen
+                    and self.review.regions_to_draw == owed):  # a region to draw: stay, it is drawn here
                 self.queue.next_unreviewed(1)
         decision()
         if not self.review.after_waiting_keys(before, advance):  # the image's detail was still on its way

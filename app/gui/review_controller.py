@@ -153,6 +153,9 @@ class ReviewController(QObject):
         # sets a label aside whose image now has another file or other bytes)
         self._files: dict[int, tuple[str | None, str | None]] = {}
         self.conflicts = 0  # saves refused that way so far (the window does not auto-advance past one)
+        # Accepts that kept an "anomalous" whose region the inspector must draw (``ReviewService.region_to_draw``):
+        # the window does not auto-advance past one, so the region is drawn on the image A was pressed on
+        self.regions_to_draw = 0
         # The last save or retry found the database locked by another program: later saves join the
         # waiting ones without trying (each try would stand still WRITE_WAIT_S) until a retry gets through.
         self._locked = False
@@ -629,11 +632,13 @@ class ReviewController(QObject):
     def accept(self) -> None:
         if not self._ready(self.accept):
             return
-        after = self.service.accepted_label(self.detail, self.label, self.image_size)
-        if after.same_content(self.label):
+        before = self.label
+        assert before is not None  # what _ready() checked
+        after = self.service.accepted_label(self.detail, before, self.image_size)
+        if after.same_content(before):
             self.message.emit("Already accepted.")
             return
-        unlisted = self.service.unlisted_class(self.detail, self.label)
+        unlisted = self.service.unlisted_class(self.detail, before)
         self._edit(after, "accept", "accept")
         notes = []
         if unlisted:   # said, not saved under a name the project no longer uses
@@ -646,6 +651,12 @@ class ReviewController(QObject):
                          + ": out of that model's domain, so not taken. Give "
                          + ", ".join(_GIVE_INSTEAD[f] for f in withheld)
                          + " yourself for the image to count for a retraining.")
+        level = self.service.region_to_draw(self.detail, before, after)
+        if level is not None:   # said, and the image stays on screen for it
+            self.regions_to_draw += 1
+            notes.append(f"Accepted \"anomalous\" without a region: the model's map reaches its region threshold "
+                         f"({level:.3g}) nowhere on this image. Draw it (W and a click on the hot spot, or R and the "
+                         "brush B): the export has no mask for it until then.")
         if notes:   # one note: a second replaced the first on the status bar (seen under Xvfb, session 46)
             self.note.emit(" ".join(notes))
         p = self.detail.prediction if self.detail is not None else None
@@ -682,7 +693,7 @@ class ReviewController(QObject):
 
     def _decide_read(self, rows: list[tuple[int, ImageDetail | None, str]], decision: str,
                      value: str | None = None) -> None:
-        edits, moved, no_classifier, unlisted = [], 0, 0, 0
+        edits, moved, no_classifier, unlisted, to_draw = [], 0, 0, 0, 0
         what = f"{'class' if decision == 'class' else 'verdict'} → {value}" if value else decision
         withheld: dict[str, int] = {}   # family -> accepted images its out-of-domain answer was left out of
         for image_id, detail, error in rows:
@@ -711,6 +722,7 @@ class ReviewController(QObject):
                 if not after.same_content(before):
                     for family in self.service.withheld_from(detail, after):
                         withheld[family] = withheld.get(family, 0) + 1
+                    to_draw += self.service.region_to_draw(detail, before, after) is not None
             elif decision == "reject":
                 after = before.with_(review_state="rejected")
             elif decision == "class":
@@ -737,8 +749,11 @@ class ReviewController(QObject):
                     + (f" {plural(no_classifier, 'image')} left out: the model routing runs no classifier there."
                        if no_classifier else "")
                     + (f" {plural(unlisted, 'image')} kept no class: the classifier's class is not among their "
-                       "classes now (Project ▸ Classes…)." if unlisted else ""))
-            if withheld:   # what the selection's labels lack stays ahead of the next messages, as A's own note
+                       "classes now (Project ▸ Classes…)." if unlisted else "")
+                    + (f" {plural(to_draw, 'image')} \"anomalous\" without a region: the model's map reaches its "
+                       "region threshold nowhere there; draw each region for the export's ground truth."
+                       if to_draw else ""))
+            if withheld or to_draw:   # what the selection's labels lack stays ahead of the next messages, as A's note
                 self.note.emit(text + _withheld_many(withheld, len(edits)))
             else:
                 self.message.emit(text)

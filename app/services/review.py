@@ -678,6 +678,23 @@ class ReviewService:
                  "anomaly": accepted.anomaly_verdict is None and p.anomaly_score is not None}
         return tuple(f for f in p.out_of_domain if lacks.get(f, False))
 
+    @staticmethod
+    def region_to_draw(detail: ImageDetail | None, before: LabelState, accepted: LabelState) -> float | None:
+        """The model's region threshold, where Accept took its "anomalous" from a map that reaches that threshold
+        nowhere (the label then has a verdict and no region, which the inspector must draw); else None.
+
+        Why said, not filled in: a session-52 audit saw A on such a tile save "anomalous" with no region and say
+        nothing, and the export then held an anomalous image without a mask. A region made from the map's strongest
+        area would be ground truth the model itself does not vouch for (every pixel under its own threshold),
+        exported and scored as if an inspector had drawn it, and never shown before it was saved: the viewer's
+        slider applies no region on such a map either (docs/heatmap_region.md). A demanding inspector wants the
+        verdict kept and to be told, on the image, that the region is theirs to draw (W on the hot spot, or B)."""
+        p = detail.prediction if detail is not None else None
+        if (p is None or p.heatmap is None or before.anomaly_verdict is not None or before.anomaly_region is not None
+                or accepted.anomaly_verdict != "anomalous" or accepted.anomaly_region is not None):
+            return None
+        return p.pixel_threshold
+
     def mask_start(self, detail: ImageDetail | None, current: LabelState | None) -> np.ndarray | None:
         """What the first brush, eraser or polygon edit of the mask starts from: the predicted targets Accept would
         take, where the label holds no mask of its own; None: the label's layer. Seen under Xvfb (session 36): on
@@ -703,8 +720,9 @@ class ReviewService:
                     size = (p.mask.shape[1], p.mask.shape[0])
                 if size is not None:
                     heat = resize_to(heat.astype(np.float32), *size)
-                # the pixel threshold of the image's anomaly version sits mid-scale of its heat range
-                pixel = p.heat_range[1] / 2.0 if p.heat_range is not None else self.region_threshold()
+                pixel = p.pixel_threshold   # the image's anomaly version's, mid-scale of its heat range
+                if pixel is None:
+                    pixel = self.region_threshold()
                 region = threshold_region(heat, pixel)
                 region = region if region.any() else None
         return LabelState(class_name=p.predicted_class if answer_stands("classifier", ood) else None,

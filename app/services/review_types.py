@@ -204,6 +204,12 @@ class PredictionView:
     # family -> when its answer was stored: a job that runs a version again rewrites its row (same id)
     answered_at: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def pixel_threshold(self) -> float | None:
+        """The anomaly model's region threshold (mid-scale of ``heat_range``): a map's pixels at or above it are the
+        region Accept takes; None without a map."""
+        return None if self.heat_range is None else (self.heat_range[0] + self.heat_range[1]) / 2.0
+
     def same_answers(self, other: "PredictionView") -> bool:
         """The same stored answers, with their maps as available: nothing to redraw."""
         return (self.prediction_ids == other.prediction_ids and self.answered_at == other.answered_at

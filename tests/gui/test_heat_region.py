@@ -386,3 +386,46 @@ def test_apply_on_the_untouched_slider_of_a_map_cooler_than_the_threshold_saves_
     assert saved is None or not np.asarray(saved).any()
     assert "no region to apply" in win.statusBar().currentMessage()   # said, not a silent click (Xvfb, session 50)
     win.close()
+
+
+def test_accept_of_an_anomalous_tile_whose_map_reaches_no_region_says_the_region_is_to_draw_and_stays(
+        service, db, folder, artifacts, qtbot):
+    """A session-52 audit: A on a tile the model calls anomalous (score 0.9 over 0.5) whose map reaches the region
+    threshold nowhere (at most 0.3) saved "anomalous" with no region, said nothing and moved on; the export then held
+    an anomalous image without a mask. The verdict is kept, no region is made up from a map the model does not vouch
+    for, the status bar says the region is to be drawn, and the image stays on screen to draw it. A selection's
+    Accept counts such images."""
+    from database.dto import PredictionIn
+
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    try:
+        anomaly = db.model_versions.active("anomaly")
+        cool = np.full((64, 64), 0.05, np.float32)
+        cool[20:30, 20:30] = 0.3
+        shown = win.review.image_id
+        ids = [shown, *[it.image_id for it in win.gallery_model.items() if it.image_id != shown][:2]]
+        db.predictions.upsert_many([PredictionIn(i, anomaly.id, anomaly_score=0.9, anomaly_map_ref=artifacts.put_map(cool))
+                                    for i in ids])
+        win.review.reload()
+        qtbot.waitUntil(lambda: win.review.detail.prediction.anomaly_score == pytest.approx(0.9), timeout=5000)
+        qtbot.waitUntil(lambda: win.viewer.has_heat() and float(win.viewer._heat.max()) == pytest.approx(0.3, abs=1e-3))
+        wait_saved(win, qtbot)
+        said: list[str] = []
+        win.review.note.connect(said.append)
+        press(qtbot, win, Qt.Key.Key_A)
+        wait_saved(win, qtbot)
+        label = service.detail(ids[0]).label
+        assert label.review_state == "accepted" and label.anomaly_verdict == "anomalous" and label.anomaly_region is None
+        assert any("without a region: the model's map reaches its region threshold (0.5) nowhere" in s
+                   and "W and a click on the hot spot" in s for s in said), said
+        qtbot.wait(200)
+        assert win.review.image_id == ids[0]   # not moved on: the region is drawn here
+        assert "without a region" in win.statusBar().currentMessage()
+
+        with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+            win.review.decide_many(ids[1:], "accept")
+        wait_saved(win, qtbot)
+        text = win.statusBar().currentMessage()
+        assert 'Accepted 2 images' in text and '2 images "anomalous" without a region' in text, text
+    finally:
+        win.close()
