@@ -37,3 +37,45 @@ def test_a_dialog_is_sized_for_the_screen_its_window_is_on(tmp_path: Path) -> No
     screen, width, height = done.stdout.split()[-3:]
     assert screen == "laptop"
     assert int(width) <= 1366 and int(height) <= 768
+
+
+class _Screen:
+    """A screen as ``screen_fit`` reads it: its available geometry."""
+
+    def __init__(self, name: str, x: int, y: int, width: int, height: int) -> None:
+        from PySide6.QtCore import QRect
+        self.name, self.rect = name, QRect(x, y, width, height)
+
+    def availableGeometry(self):  # noqa: N802 - QScreen's name
+        return self.rect
+
+
+def test_the_main_window_is_sized_and_placed_for_the_screen_it_opens_on(service, qtbot, monkeypatch) -> None:
+    """A session-52 audit: with no saved layout, the main window's first size was taken from the screen at the origin
+    (its place before it is shown), not the one it opens on: on a desk with a 1366×768 laptop screen at the origin and
+    a 2560×1440 monitor beside it, the window opened on the monitor held to the laptop's size. Now the screen under the
+    mouse (else the primary) sizes it, and it is placed on that screen."""
+    from PySide6.QtGui import QCursor
+
+    import app.gui.screen_fit as screen_fit
+    from tests.gui.conftest import build_window
+
+    laptop, big = _Screen("laptop", 0, 0, 1366, 768), _Screen("big", 1366, 0, 2560, 1440)
+
+    class Desk:   # the two screens, in place of the application's one offscreen screen
+        @staticmethod
+        def screenAt(point):  # noqa: N802 - QGuiApplication's name
+            return next((s for s in (laptop, big) if s.rect.contains(point)), None)
+
+        @staticmethod
+        def primaryScreen():  # noqa: N802 - QGuiApplication's name
+            return laptop
+
+    monkeypatch.setattr(screen_fit, "QGuiApplication", Desk)
+    QCursor.setPos(2600, 700)   # the inspector works on the large monitor
+    win = build_window(service, qtbot)
+    try:
+        assert (win.width(), win.height()) == (1500, 920)
+        assert big.rect.contains(win.geometry()), win.geometry()
+    finally:
+        win.close()
