@@ -44,8 +44,11 @@ class Events:
         self.last_progress = 0.0
         self.first: tuple[float, int] | None = None  # (time, done) when the current task was first seen
         self.task = ""
+        self.stage = ("", "")   # the last stage event's (stage, message): what an error stopped
 
     def emit(self, event: str, **fields: Any) -> None:
+        if event == "stage":
+            self.stage = (str(fields["stage"]), str(fields.get("message", "")))
         if self.as_json:
             self.out.write(json.dumps(finite({"event": event, **fields}), allow_nan=False) + "\n")
             self.out.flush()
@@ -125,16 +128,31 @@ def _said_cancelled(events: "Events") -> int:
     return CANCELLED_EXIT
 
 
-def _os_error_text(exc: OSError, root: Path, registered: str | None) -> str:
-    """An error of the file system in one line, with the path and the reason (an unwritable models folder gave a
-    traceback, and the Models dialog "Retraining failed: FileExistsError: [Errno 17] File exists: …": a session-51
-    audit). ``registered``: the version's name where it was registered before the error (it stands)."""
-    where = exc.filename or root
+# The stages whose work is writing files and rows (making the version's folders, exporting, registering): any OSError
+# in them is the disk's or the system's, said in one line; in the others only one about the models folder is. An ENOSPC
+# or EIO from a write names no file, and it ended in a traceback (a session-52 audit).
+FILE_STAGES = ("", "export", "register")
+
+
+def _os_error_text(exc: OSError, root: Path, registered: str | None, doing: str) -> str:
+    """An error of the file system in one line, with the path where the error names one and the reason (an unwritable
+    models folder gave a traceback, and the Models dialog "Retraining failed: FileExistsError: [Errno 17] File exists:
+    …": a session-51 audit). ``registered``: the version's name where it was registered before the error (it stands);
+    ``doing``: what the error stopped, said where the error is not about the models folder."""
+    where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
     reason = ("a file is there, not a folder" if exc.errno == errno.EEXIST
               else "a part of it is a file, not a folder" if exc.errno == errno.ENOTDIR else exc.strerror or str(exc))
     if registered:
-        return f"{registered} was registered, then the retraining stopped: {where}: {reason}"
-    return f"the new version cannot be written: {where}: {reason}; nothing was registered"
+        return f"{registered} was registered, then the retraining stopped: {where}{reason}"
+    if _in_models_folder(exc, root):
+        return f"the new version cannot be written: {where}{reason}; nothing was registered"
+    return f"{doing} failed: {where}{reason}; nothing was registered"
+
+
+def _said_in_one_line(exc: OSError, root: Path, stage: str) -> bool:
+    """Whether ``_os_error_text`` says ``exc`` in one line: any OSError in ``FILE_STAGES``, else one about the models
+    folder. Others (an ENOMEM in the domain fit) keep their traceback, as every exception that is no OSError."""
+    return stage in FILE_STAGES or _in_models_folder(exc, root)
 
 
 def _in_models_folder(exc: OSError, root: Path) -> bool:
@@ -460,9 +478,11 @@ def run(args: argparse.Namespace) -> int:
         discard()
         if _TERMINATED and isinstance(exc, Exception):
             return _said_cancelled(events)
-        if isinstance(exc, OSError) and _in_models_folder(exc, root):
-            # the models folder unwritable, a file where it should be, its disk full: one line
-            message = _os_error_text(exc, root, name if registered else None)
+        stage, doing = events.stage
+        if isinstance(exc, OSError) and _said_in_one_line(exc, root, stage):
+            # the models folder unwritable, a file where it should be, a full disk or EIO making, exporting or
+            # registering the version: one line
+            message = _os_error_text(exc, root, name if registered else None, doing or f"preparing {root}")
             if events.as_json:  # a person reads it once, from the CommandError below
                 events.emit("error", message=message)
             raise CommandError(message) from None

@@ -1010,6 +1010,60 @@ def test_an_os_error_outside_the_models_folder_is_not_blamed_on_it(station, tmp_
     assert len(db.model_versions.list()) == before and not (home / "station-models" / "oom").exists()
 
 
+@pytest.mark.parametrize("stage, patched, said", [
+    ("export", "export_training_data", "exporting the reviewed classifier labels failed: Input/output error; "
+                                       "nothing was registered"),
+    ("register", "write_json_atomic", "registering nameless failed: No space left on device; nothing was registered"),
+])
+def test_an_os_error_naming_no_file_while_exporting_or_registering_is_said_in_one_line(
+        station, tmp_path: Path, monkeypatch, capsys, stage: str, patched: str, said: str) -> None:
+    """Found by a session-52 audit: an OSError naming no file (ENOSPC or EIO from a write: the kernel names none)
+    while the labels were exported or the version registered ended `retrain` in a Python traceback, and the Models
+    dialog read "Retraining failed: OSError: [Errno 28] No space left on device". It is one line saying what failed,
+    the reason and that nothing was registered; nothing is registered or left."""
+    import errno
+
+    import app.services.retraining as retraining
+
+    db, url, home = station
+    save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(tmp_path / "clf"), activate=True)
+    code = errno.EIO if stage == "export" else errno.ENOSPC
+
+    def fails(*_a, **_k):
+        raise OSError(code, os.strerror(code))
+    monkeypatch.setattr(retraining, patched, fails)
+    before = len(db.model_versions.list())
+    rc = cli_main(["--db", url, "retrain", "classifier", "--name", "nameless", "--method", "texture", "--groups",
+                   "none", "--keep-if-worse", "--min-per-class", "5", "--threads", "1", "--no-refit-all",
+                   "--progress-json"])
+    out = capsys.readouterr()
+    assert rc == 2 and events_of(out.out)[-1] == {"event": "error", "message": said}
+    assert out.err.strip().splitlines()[-1] == f"error: {said}" and "Traceback" not in out.err
+    assert len(db.model_versions.list()) == before and not (home / "station-models" / "nameless").exists()
+
+
+def test_an_error_that_is_no_os_error_while_registering_keeps_its_traceback(station, tmp_path: Path, monkeypatch,
+                                                                             capsys) -> None:
+    """The one-line OSErrors of the register stage (a session-52 audit) leave a bug there surfacing: its type and
+    traceback, nothing registered."""
+    import app.services.retraining as retraining
+
+    db, url, home = station
+    save_tiny_classifier(tmp_path / "clf", ["crack", "good"])
+    db.model_versions.register("classifier", "clf-v1", str(tmp_path / "clf"), activate=True)
+
+    def bug(*_a, **_k):
+        raise TypeError("a bug")
+    monkeypatch.setattr(retraining, "write_json_atomic", bug)
+    before = len(db.model_versions.list())
+    with pytest.raises(TypeError, match="a bug"):
+        cli_main(["--db", url, "retrain", "classifier", "--name", "buggy", "--method", "texture", "--groups", "none",
+                  "--keep-if-worse", "--min-per-class", "5", "--threads", "1", "--no-refit-all", "--progress-json"])
+    assert events_of(capsys.readouterr().out)[-1] == {"event": "error", "message": "TypeError: a bug"}
+    assert len(db.model_versions.list()) == before and not (home / "station-models" / "buggy").exists()
+
+
 def test_a_destination_without_space_is_not_called_no_training_data(station, tmp_path: Path, monkeypatch) -> None:
     """Found by a session-51 audit: too little space for the export read "no training data for the classifier: the
     destination is full: …", as if the labels were missing. The space is said in its own words."""
