@@ -143,7 +143,40 @@ def test_the_anomaly_trainers_help_lists_every_architectures_presets(capsys) -> 
     with pytest.raises(SystemExit):
         cli.main(["train", "anomaly", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "test_tiny, cpu, paper, tile, test_tiny_net, test_tiny_bank, tile_net, tile_net_bank (default: cpu)" in text
+    assert "test_tiny, cpu, paper, tile, test_tiny_net, test_tiny_bank, tile_net, tile_net_bank (default: depends on " \
+           "--arch: cpu; tile_net_bank for tile_defect)" in text
+
+
+def _anomaly_config(*argv: str) -> object:
+    """``train anomaly`` parsed by the station's parser, and the config its trainer would build (nothing trained)."""
+    from inference.training import anomaly_cli
+
+    args = cli.build_parser().parse_args(["train", "anomaly", "--data", "d", "--out", "o", *argv])
+    return anomaly_cli._build_config(args)
+
+
+@pytest.mark.parametrize("arch", families.family("anomaly").architectures)
+def test_train_anomaly_without_a_preset_takes_the_architectures_own(arch: str, capsys) -> None:
+    """A session-52 audit: `train anomaly --arch tile_defect` without --preset was refused as "unknown preset 'cpu'
+    for tile_defect; known: …", the --preset default being the other architectures' "cpu". Each architecture builds
+    its own DEFAULT_PRESET, one of its PRESETS, and the help names it."""
+    from inference.models import registry
+
+    module = __import__(registry.spec(arch).model_cls.__module__, fromlist=["PRESETS"])
+    assert module.DEFAULT_PRESET in module.PRESETS
+    assert _anomaly_config("--arch", arch) == module.PRESETS[module.DEFAULT_PRESET]
+    with pytest.raises(SystemExit):
+        cli.main(["train", "anomaly", "--help"])
+    said = " ".join(capsys.readouterr().out.split()).split("(default: depends on --arch: ")[1].split(")")[0]
+    assert (f"{module.DEFAULT_PRESET} for {arch}" in said if module.DEFAULT_PRESET != "cpu"
+            else said.startswith("cpu;") and arch not in said)
+
+
+def test_train_anomaly_refuses_a_preset_its_architecture_lacks() -> None:
+    """The architecture's own default (a session-52 audit) leaves a preset given for another one refused, with the
+    names it has."""
+    with pytest.raises(ValueError, match="unknown preset 'cpu' for tile_defect; known: test_tiny, .*tile_net_bank"):
+        _anomaly_config("--arch", "tile_defect", "--preset", "cpu")
 
 
 @pytest.mark.parametrize("fam", families.families(), ids=lambda f: f.name)

@@ -158,6 +158,8 @@ PRESETS: dict[str, PatternAnomalyConfig] = {
                                   mlp_ratio=4.0, encoder_depth=6, decoder_depth=4, compare_depth=6, shifts=4,
                                   smoothing_sigma=4.0),
 }
+# What `train anomaly --arch pattern_anomaly` takes without --preset.
+DEFAULT_PRESET = "cpu"
 
 
 def preset(name: str, **overrides) -> PatternAnomalyConfig:

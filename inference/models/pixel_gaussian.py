@@ -41,6 +41,8 @@ PRESETS = {
     "test_tiny": PixelGaussianConfig(image_size=24),
     "cpu": PixelGaussianConfig(),
 }
+# What `train anomaly --arch pixel_gaussian` takes without --preset.
+DEFAULT_PRESET = "cpu"
 
 
 @register("pixel_gaussian", "anomaly", PixelGaussianConfig)

@@ -87,6 +87,8 @@ PRESETS = {
     # train split (benchmarks/results/tile-anomaly.md): CV image / pixel AUROC 0.768 / 0.673.
     "tile": TextureKnnConfig(smoothing_sigma=12.0, score_margin=32),
 }
+# What `train anomaly --arch texture_knn` takes without --preset (magnetic tiles: --preset tile).
+DEFAULT_PRESET = "cpu"
 
 
 def _derivatives(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -159,6 +159,9 @@ PRESETS = {
     # logit only dimming a tile it clears ("veto": adopted by tile-map-rule.md's rule; ADR 0057).
     "tile_net_bank": TileDefectConfig(pixel_head="net", image_bank=True, map_offset="veto"),
 }
+# What `train anomaly --arch tile_defect` takes without --preset: the bundled anomaly-magnetic_tile's recipe
+# (ADR 0057); it has no "cpu", the default of the other architectures, which refused it (a session-52 audit).
+DEFAULT_PRESET = "tile_net_bank"
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

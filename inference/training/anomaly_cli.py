@@ -35,9 +35,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="take the architecture and every setting from this anomaly model folder's config.json (its "
                         "weights are not read): how `retrain anomaly` refits the active version's kind on reviewed "
                         "images; --image-size and --channels still override")
-    p.add_argument("--preset", default="cpu",
+    # No default here: each architecture has its own (DEFAULT_PRESET beside its PRESETS), and "cpu" refused
+    # --arch tile_defect without --preset (a session-52 audit). The help cannot import the models (torch) to say it.
+    p.add_argument("--preset", default=None,
                    help=f"config preset, one the --arch has: {', '.join(families.family('anomaly').presets)} "
-                        "(default: cpu)")
+                        "(default: depends on --arch: cpu; tile_net_bank for tile_defect)")
     p.add_argument("--image-size", type=int, help="override the preset's square input size")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = grayscale input, 3 = RGB (default: preset)")
     p.add_argument("--mixer", choices=("attention", "ss2d"), help="token mixer of the ViT blocks (default: preset)")
@@ -132,16 +134,16 @@ def _build_config(args: argparse.Namespace):
     from ..models import pattern_anomaly, pixel_gaussian, registry, texture_knn, tile_defect
 
     args.arch = resolve_arch(args)
-    by_arch: dict[str, dict[str, Any]] = {"pattern_anomaly": pattern_anomaly.PRESETS,
-                                          "pixel_gaussian": pixel_gaussian.PRESETS, "texture_knn": texture_knn.PRESETS,
-                                          "tile_defect": tile_defect.PRESETS}
-    presets = by_arch[args.arch]
+    module: Any = {"pattern_anomaly": pattern_anomaly, "pixel_gaussian": pixel_gaussian, "texture_knn": texture_knn,
+                   "tile_defect": tile_defect}[args.arch]
+    presets: dict[str, Any] = module.PRESETS
+    preset = args.preset or module.DEFAULT_PRESET   # the architecture's own where none is given
     if getattr(args, "like", None):
         base = like_model(args.like)[1]
-    elif args.preset not in presets:
-        raise ValueError(f"unknown preset {args.preset!r} for {args.arch}; known: {', '.join(presets)}")
+    elif preset not in presets:
+        raise ValueError(f"unknown preset {preset!r} for {args.arch}; known: {', '.join(presets)}")
     else:
-        base = presets[args.preset]
+        base = presets[preset]
     over = {}
     if args.image_size:
         over["image_size"] = args.image_size
