@@ -34,7 +34,7 @@ from database import path_map
 from database.convert import to_dto
 from database.dto import FileEntry, FolderInfo, ImageInfo, ImageQuery, IndexResult
 from database.errors import ConflictError
-from database.locks import lock_folder_indexes
+from database.locks import lock_folder_indexes, lock_image_folders
 from database.models import FlagDecisionEntry, Folder, Image, LabelWatermark, Prediction, table_of, utcnow
 from database.states import ReviewState
 from database.types import UTCDateTime
@@ -131,6 +131,7 @@ class FolderRepository:
     def remove(self, folder_id: int) -> None:
         """Forget a folder with its images, predictions and labels (an explicit user action)."""
         with self.db.session(write=True) as s:
+            lock_folder_indexes(s, [folder_id])   # before its rows go: ``lock_folder_indexes``
             s.execute(delete(Folder).where(Folder.id == folder_id))
             s.execute(raise_label_watermark())   # its images' labels went with it: other windows re-read counts
 
@@ -422,6 +423,7 @@ class ImageRepository:
         not how many images it read (a session-49 audit)."""
         changed = 0
         with self.db.session(write=True) as s:
+            lock_image_folders(s, image_ids)   # before any of their rows: ``lock_folder_indexes``
             for part in chunks(list(image_ids)):
                 res = s.execute(update(Image).where(Image.id.in_(part), Image.flag_override.is_(None),
                                                     Image.flagged.is_not(flagged))
@@ -455,6 +457,7 @@ class ImageRepository:
         if not priorities:
             return
         with self.db.session(write=True) as s:
+            lock_image_folders(s, priorities)   # before any of their rows: ``lock_folder_indexes``
             s.execute(update(Image), [{"id": i, "priority": float(p)} for i, p in priorities.items()])
 
     def set_decoded(self, sizes: dict[int, tuple[int, int]]) -> None:

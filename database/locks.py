@@ -28,7 +28,10 @@ def lock_folder_indexes(s: Session, folder_ids: Iterable[int]) -> None:
     transaction, before any image row is locked: a writer of many image rows of a folder waits for a re-scan of it
     instead of locking the rows in another order. An import (``LabelRepository.append_many``) locked its images'
     rows while a folder sync updated the same rows in its own order, and PostgreSQL broke the deadlock by failing
-    one, the import saying "nothing imported: ... deadlock detected." (a session-51 review)."""
+    one, the import saying "nothing imported: ... deadlock detected." (a session-51 review). A folder's removal
+    (``FolderRepository.remove``) and the models' flags and priorities written for many images
+    (``ImageRepository.set_flagged``, ``set_priorities``) met a re-scan the same way (a session-52 audit), and take
+    it too. A write of one image's row (a label save, F) cannot lock a folder's rows crosswise, so it takes none."""
     lock_for_transaction(s, *(f"folder-index:{int(f)}" for f in folder_ids))
 
 

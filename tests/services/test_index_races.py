@@ -3,7 +3,8 @@ when the line drops files into it, or both open a new lot folder together. One o
 key ("The open folder cannot be followed: ... uq_images_folder_rel_path", "Cannot open ...") although the other had
 indexed the files (a session-51 audit; SQLite has one writer and never met it). Both now end with the same rows and
 a true message. Each test holds the first station's transaction open right after its INSERT, so the second meets
-the race every time, not by chance. An import beside a re-scan of its folder is held the same way."""
+the race every time, not by chance. An import, a folder's removal and a batch flag write beside a re-scan of the
+folder are held the same way."""
 from __future__ import annotations
 
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 from sqlalchemy import event, text
 
 from app.services.review import ReviewService, ReviewSettings
@@ -174,6 +176,43 @@ def test_an_import_and_a_rescan_of_its_folder_at_once_both_end(pg_url: str) -> N
         assert out["B"] == 2 and out["A"].missing == 1 and out["A"].changed_ids == (newest,), out
         assert {i: r.class_name for i, r in watcher.labels.current_many([oldest, newest]).items()} == {
             oldest: "scratch", newest: "scratch"}
+    finally:
+        for db in dbs:
+            db.close()
+
+
+@pytest.mark.parametrize("writer", ["remove the folder", "set_flagged", "set_priorities"])
+def test_a_folder_removal_or_a_flag_write_beside_a_rescan_of_it_both_end(pg_url: str, writer: str) -> None:  # noqa: F811
+    """A session-52 audit: removing a folder (``FolderRepository.remove``) and the models' flags and priorities
+    written for many images (``set_flagged``, ``set_priorities``: a worker's batch, a re-flag) locked the images'
+    rows without the folder's index lock that a re-scan takes, so beside a re-scan of the folder at another station
+    they took the rows in the other order and PostgreSQL failed one of the two with "deadlock detected". Held as the
+    import above: the re-scan has updated the newest image and is held before it marks the oldest missing; the
+    write of both then comes. It now waits for the re-scan to end, and both end."""
+    from database import FileEntry
+    dbs = [open_database(pg_url) for _ in range(3)]
+    a, b, watcher = dbs
+    try:
+        folder_id = a.folders.add("/lots/lotE").id
+        a.images.sync(folder_id, [FileEntry(f"s{i}.png", 10, 1) for i in range(4)])
+        ids = {i.rel_path: i.id for i in a.images.query()}
+        oldest, newest = ids["s0.png"], ids["s3.png"]
+        scan = [FileEntry(f"s{i}.png", 10, 1) for i in (1, 2)] + [FileEntry("s3.png", 11, 2)]  # s3 changed, s0 gone
+        write: Callable[[], Any] = {
+            "remove the folder": lambda: b.folders.remove(folder_id),
+            "set_flagged": lambda: b.images.set_flagged([oldest, newest], True),
+            "set_priorities": lambda: b.images.set_priorities({oldest: 1.0, newest: 2.0}),
+        }[writer]
+        with _held_after(a, "images", verb="UPDATE") as hold:
+            out = _race(lambda: a.images.sync(folder_id, scan, complete=True), write, hold, watcher)
+        assert not [v for v in out.values() if isinstance(v, Exception)], out
+        assert out["A"].missing == 1 and out["A"].changed_ids == (newest,), out
+        if writer == "remove the folder":
+            assert watcher.folders.get(folder_id) is None and watcher.images.get_many([oldest, newest]) == []
+        else:   # written after the re-scan: its values stand
+            got = {i.id: (i.flagged, i.priority) for i in watcher.images.get_many([oldest, newest])}
+            assert got == ({oldest: (True, 0.0), newest: (True, 0.0)} if writer == "set_flagged"
+                           else {oldest: (False, 1.0), newest: (False, 2.0)}), got
     finally:
         for db in dbs:
             db.close()
