@@ -551,7 +551,9 @@ class Worker:
                 active = set(self.db.model_versions.active_ids().values())
                 done = sorted({p.image_id for p in preds if p.model_version_id in active})
             if done:  # the flags above read this job's families; the image's are all the answers that count
-                reflag_where(self.db, done, settings)
+                # the thresholds as stored when each folder's re-flag holds its lock (a job's own stay its own): a
+                # threshold change's re-flag that ran meanwhile is not undone with the ones this batch began with
+                reflag_where(self.db, done, lambda: self._flag_settings(batch.job.params))
         self.stats.predicted += stored
         self.stats.count_finished(batch.job.id, stored)
         self.stats.failed += len(errors)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -421,15 +421,9 @@ class ImageRepository:
         """The models' flag (pre-labelling, re-flagging): images an inspector flagged or unflagged
         keep that decision. Returns how many images' flag it changed (only those are written): a re-flag says that,
         not how many images it read (a session-49 audit)."""
-        changed = 0
         with self.db.session(write=True) as s:
             lock_image_folders(s, image_ids)   # before any of their rows: ``lock_folder_indexes``
-            for part in chunks(list(image_ids)):
-                res = s.execute(update(Image).where(Image.id.in_(part), Image.flag_override.is_(None),
-                                                    Image.flagged.is_not(flagged))
-                                .values(flagged=flagged, updated_at=utcnow()))
-                changed += cast("CursorResult[Any]", res).rowcount
-        return changed
+            return write_models_flag(s, image_ids, flagged)
 
     def set_inspector_flag(self, image_ids: Sequence[int], flagged: bool, by: str | None,
                            author: str | None = None) -> None:
@@ -458,7 +452,7 @@ class ImageRepository:
             return
         with self.db.session(write=True) as s:
             lock_image_folders(s, priorities)   # before any of their rows: ``lock_folder_indexes``
-            s.execute(update(Image), [{"id": i, "priority": float(p)} for i, p in priorities.items()])
+            write_priorities(s, priorities)
 
     def set_decoded(self, sizes: dict[int, tuple[int, int]]) -> None:
         """Images a model has just read: their (width, height) as decoded, and no read error.
@@ -571,6 +565,24 @@ def label_keys_update(image_ids: Sequence[int], state: ReviewState, label_class:
     # Core (not ORM-enabled) UPDATE: no session objects to synchronize (the writers hold none).
     return (update(images).where(images.c.id.in_(image_ids))
             .values(review_state=state.value, label_class=label_class, updated_at=utcnow()))
+
+
+def write_models_flag(s: Session, image_ids: Sequence[int], flagged: bool) -> int:
+    """``ImageRepository.set_flagged`` inside the caller's transaction, which has taken the images' folders' index
+    lock (a re-flag writes it with the rest of its work: ``PredictionRepository.reflag``)."""
+    changed = 0
+    for part in chunks(list(image_ids)):
+        res = s.execute(update(Image).where(Image.id.in_(part), Image.flag_override.is_(None),
+                                            Image.flagged.is_not(flagged))
+                        .values(flagged=flagged, updated_at=utcnow()))
+        changed += cast("CursorResult[Any]", res).rowcount
+    return changed
+
+
+def write_priorities(s: Session, priorities: Mapping[int, float]) -> None:
+    """``ImageRepository.set_priorities`` inside the caller's transaction (as ``write_models_flag``)."""
+    if priorities:
+        s.execute(update(Image), [{"id": i, "priority": float(p)} for i, p in priorities.items()])
 
 
 def _record_flag_decisions(s: Session, image_ids: Sequence[int], flagged: bool | None, author: str | None) -> None:

@@ -2,8 +2,8 @@
 class list, one kind of job's submissions, a folder's index).
 
 One home for the way it is done: SQLite's write transaction (BEGIN IMMEDIATE) holds the database's one write lock
-already, so there is nothing to take; PostgreSQL takes an advisory lock on the name, held to the commit or rollback,
-so the next transaction that asks for it waits and then reads what this one wrote.
+from its first statement, so there is nothing to take but that start; PostgreSQL takes an advisory lock on the name,
+held to the commit or rollback, so the next transaction that asks for it waits and then reads what this one wrote.
 """
 from __future__ import annotations
 
@@ -15,12 +15,17 @@ from sqlalchemy.orm import Session
 
 
 def lock_for_transaction(s: Session, *names: str) -> None:
-    """Take ``names`` for the rest of the session's transaction (PostgreSQL; nothing to take on SQLite). Names hash to
-    32 bits: two names that collide only wait for each other, never share what they guard. Several are taken in the
-    order of their keys, so two transactions that ask for the same ones never take them crosswise."""
+    """Take ``names`` for the rest of the session's transaction: PostgreSQL's advisory locks; on SQLite the write
+    transaction is begun here, its one write lock taken (SQLAlchemy sends BEGIN IMMEDIATE with the first statement,
+    and a re-flag reads what it works from through other sessions before its own first statement: another station
+    saved thresholds and re-flagged in between, a session-52 audit). Names hash to 32 bits: two names that collide
+    only wait for each other, never share what they guard. Several are taken in the order of their keys, so two
+    transactions that ask for the same ones never take them crosswise."""
     if s.get_bind().dialect.name == "postgresql":
         for key in sorted({zlib.crc32(name.encode()) for name in names}):
             s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    else:
+        s.connection()   # BEGIN IMMEDIATE (database.engine), which SQLAlchemy sends with the first statement
 
 
 def lock_folder_indexes(s: Session, folder_ids: Iterable[int]) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from database import current_predictions
 from database.convert import to_dto
 from database.dto import PredictionIn, PredictionInfo
-from database.images import ANALYZE_AFTER, chunks, refresh_statistics
+from database.images import ANALYZE_AFTER, chunks, refresh_statistics, write_models_flag, write_priorities
+from database.locks import lock_folder_indexes
 from database.models import Image, Prediction, db_now, table_of
 
 if TYPE_CHECKING:
@@ -28,6 +29,15 @@ _INSERT = table_of(Prediction).insert().values(
     image_id=bindparam("b_image_id"),
     name_key=select(func.lower(Image.rel_path)).where(Image.id == bindparam("b_image_id")).scalar_subquery(),
     folder_id=select(Image.folder_id).where(Image.id == bindparam("b_image_id")).scalar_subquery())
+
+
+# a re-flag's write of a prediction's own flag reasons (``PredictionRepository.reflag``)
+_SET_FLAGS = update(table_of(Prediction)).where(table_of(Prediction).c.id == bindparam("b_id")) \
+    .values(flags=bindparam("b_flags"))
+
+# What a re-flag writes (``PredictionRepository.reflag``): the images the models flag, those they do not, each
+# image's priority, and prediction id -> its flag reasons.
+FlagWrites = tuple[Sequence[int], Sequence[int], Mapping[int, float], Mapping[int, Sequence[str]]]
 
 
 def prediction_dto(row: Prediction) -> PredictionInfo:
@@ -167,7 +177,7 @@ class PredictionRepository:
         """What the flag rules read of a page of images' predictions, by image id: the family's that count (or one
         version's), read as plain columns — no mask, no ORM object (re-flagging 100,000 images spent 13 of its 19 s
         building full objects, masks included: benchmarks/results/reflag.md). ``mask_png`` and the references are
-        None here: never write these back (``set_flags`` changes the flags alone)."""
+        None here: never write these back (``reflag`` changes the flags alone)."""
         cols = (Prediction.id, Prediction.image_id, Prediction.model_version_id, Prediction.class_scores,
                 Prediction.predicted_class, Prediction.confidence, Prediction.target_count, Prediction.anomaly_score,
                 Prediction.flags, Prediction.created_at, Prediction.in_domain, Prediction.current_family)
@@ -185,17 +195,26 @@ class PredictionRepository:
                         in_domain=in_domain, current_family=current)
         return out
 
-    def set_flags(self, flags: Mapping[int, Sequence[str]]) -> int:
-        """prediction id -> its flag reasons, written alone (the answer, its masks and its time stay): a
-        re-flag's writes. Returns the rows written."""
-        if not flags:
-            return 0
-        stmt = update(table_of(Prediction)).where(table_of(Prediction).c.id == bindparam("b_id")) \
-            .values(flags=bindparam("b_flags"))
+    def reflag(self, folder_id: int, work: Callable[[], FlagWrites]) -> tuple[int, int, int]:
+        """One re-flag of some of ``folder_id``'s images, in one write transaction: the folder's index lock first
+        (``lock_folder_indexes``; on SQLite the write transaction is the lock), then ``work``, which reads the
+        thresholds and the answers and returns what to write — the images the models flag, those they do not, each
+        image's priority, and prediction id -> its flag reasons, written alone (the answer, its masks and its time
+        stay) — then the writes. Why all inside: two re-flags of a folder at once (a threshold change at two
+        stations, Settings' OK while the worker re-flags) each read, then wrote, and the one that read first could
+        commit last, the older thresholds' flags left stored (a session-52 audit); now the later one waits, and reads
+        what the earlier wrote. Returns how many images were given a priority, were flagged by it and were no longer
+        flagged."""
         with self.db.session(write=True) as s:
-            s.execute(stmt, [{"b_id": pid, "b_flags": list(f)} for pid, f in flags.items()])
+            lock_folder_indexes(s, [folder_id])
+            flagged, clear, priorities, flags = work()
+            now_flagged = write_models_flag(s, flagged, True)
+            unflagged = write_models_flag(s, clear, False)
+            write_priorities(s, priorities)
+            if flags:
+                s.execute(_SET_FLAGS, [{"b_id": pid, "b_flags": list(f)} for pid, f in flags.items()])
         self.written(len(flags))
-        return len(flags)
+        return len(priorities), now_flagged, unflagged
 
     def counting_versions(self, folder_id: int, family: str) -> dict[int, int]:
         """Version id -> how many of the folder's images its ``family`` answer counts for (one grouped query)."""

@@ -101,8 +101,8 @@ def remark(db: "Database", routing: Routing, families: Iterable[str] = FAMILY_OR
         if moved and flags is not None:
             # only the images whose answer that counts changed: a 100,000-image folder re-flagged whole took 19 s
             # of the routing dialog's save (benchmarks/results/current-prediction.md)
-            from app.services.reflag import reflag_images
-            reflag_images(db, folder.id, sorted(moved), flags)
+            from app.services.reflag import reflag_images, stored_thresholds
+            reflag_images(db, folder.id, sorted(moved), stored_thresholds(db, flags))
     return changed
 
 
@@ -204,12 +204,12 @@ def after_activation(db: "Database", family: str, routing: Routing | None = None
     if versions:
         flags = _flag_settings(db)
         if flags is not None:
-            from app.services.reflag import reflag_where
+            from app.services.reflag import reflag_where, stored_thresholds
             touched: set[int] = set()
             for vid in versions:
                 if vid is not None:
                     touched |= db.predictions.image_ids_with(vid)
-            reflag_where(db, sorted(touched), flags)
+            reflag_where(db, sorted(touched), stored_thresholds(db, flags))
     if routing is None:  # unreadable rules read as none: the activation's own marks stand
         from app.services.project_settings import readable_routing
         routing = readable_routing(db)

@@ -25,7 +25,7 @@ import numpy as np
 
 from app.services.flags import FolderThreshold, is_out_of_domain
 from app.services.project_settings import load_project_settings, update_flag_settings
-from app.services.reflag import Reflagged, reflag_folder
+from app.services.reflag import Reflagged, reflag_folder, stored_thresholds
 from database.states import AnomalyVerdict
 
 if TYPE_CHECKING:
@@ -222,6 +222,6 @@ def save_operating_point(db: "Database", folder_id: int, model_version_id: int, 
         raise OperatingPointError(f"model version {model_version_id} is not an anomaly model of this project")
     point = FolderThreshold(folder_id, model_version_id, float(threshold),
                             costs.escape if costs else None, costs.false_call if costs else None)
-    flags = update_flag_settings(db, lambda now: now.with_folder_threshold(point), by=by)
+    update_flag_settings(db, lambda now: now.with_folder_threshold(point), by=by)
     counts = version.active or db.predictions.counts_in_folder(folder_id, version.id)  # a rule may name it
-    return reflag_folder(db, folder_id, flags) if counts else Reflagged()
+    return reflag_folder(db, folder_id, stored_thresholds(db)) if counts else Reflagged()

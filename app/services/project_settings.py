@@ -170,12 +170,13 @@ def change_flag_settings(db: "Database", flags: FlagSettings | Callable[[FlagSet
     """Store new thresholds and re-flag every stored prediction with them (no model runs);
     returns how many images were re-checked and how many changed flag. ``flags``: the settings, or a change of the stored ones (applied over
     them as they are when written: ``update_flag_settings``). Slow on a big project: call it off the GUI thread."""
-    from app.services.reflag import reflag_project
+    from app.services.reflag import reflag_project, stored_thresholds
     if callable(flags):
-        flags = update_flag_settings(db, flags, by=by)
+        update_flag_settings(db, flags, by=by)
     else:
         save_flag_settings(db, flags, by=by)
-    return reflag_project(db, flags)
+    return reflag_project(db, stored_thresholds(db))   # read as stored when each part is re-flagged: a later save's
+    # re-flag at another station may be ahead of this one, and the last to write must write what is stored
 
 
 class RoutingChanged(ProjectSettingsError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from app.services.flags import FlagSettings, flag_result
 from app.services.prelabel import FAMILIES, read_card
 from app.services.wording import plural
 from database.dto import ImageQuery, PredictionInfo
+from database.predictions import FlagWrites
 from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
 
 if TYPE_CHECKING:
@@ -70,7 +71,33 @@ def result_from_predictions(image_id: int, preds: Mapping[str, PredictionInfo],
     return ImageResult(key=image_id, path="", classifier=cls, segmenter=seg, anomaly=anom, in_domain=in_domain)
 
 
-def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
+# The thresholds a re-flag applies, or how to read them: a reader is called inside the re-flag's lock, so that of two
+# re-flags of a folder at once the later applies what is stored when it runs (``stored_thresholds``).
+Thresholds = FlagSettings | Callable[[], FlagSettings]
+
+# Images re-flagged per write transaction: on SQLite that transaction holds the database's one write lock while it
+# reads and works out the flags (about 13,000 images a second, benchmarks/results/reflag.md), so every other save
+# waits at most about 0.15 s, not the seconds a whole folder of 100,000 images takes.
+REFLAG_CHUNK = 2000
+
+
+def stored_thresholds(db: "Database", fallback: FlagSettings | None = None) -> Callable[[], FlagSettings]:
+    """A reader of the project's thresholds as stored, for a re-flag (``Thresholds``: read inside its lock, not
+    before). Where the stored ones cannot be used, ``fallback`` (what the caller read before), or without one the
+    ``ProjectSettingsError``."""
+    from app.services.project_settings import load_project_settings
+
+    def read() -> FlagSettings:
+        try:
+            return load_project_settings(db).flags
+        except ValueError:
+            if fallback is None:
+                raise
+            return fallback
+    return read
+
+
+def reflag_folder(db: "Database", folder_id: int, settings: Thresholds,
                   versions: Mapping[str, int] | None = None) -> Reflagged:
     """Recompute flags and priorities of a folder's images from the given model versions'
     predictions (default: each image's predictions that count, ``database/current_predictions``),
@@ -79,15 +106,22 @@ def reflag_folder(db: "Database", folder_id: int, settings: FlagSettings,
     return reflag_images(db, folder_id, db.images.ids(ImageQuery(folder_id=folder_id)), settings, versions)
 
 
-def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: FlagSettings,
+def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: Thresholds,
                   versions: Mapping[str, int] | None = None) -> Reflagged:
-    """``reflag_folder`` for some of the folder's images (a re-mark's: those whose answer that counts changed)."""
-    flagged, clear, priorities, rewritten = _models_flags(db, folder_id, ids, settings, versions)
-    now_flagged = db.images.set_flagged(flagged, True) if flagged else 0
-    unflagged = db.images.set_flagged(clear, False) if clear else 0
-    db.images.set_priorities(priorities)
-    db.predictions.set_flags(rewritten)
-    return Reflagged(len(priorities), now_flagged, unflagged)
+    """``reflag_folder`` for some of the folder's images (a re-mark's: those whose answer that counts changed). Each
+    ``REFLAG_CHUNK`` images are one transaction that takes the folder's lock, then reads the thresholds (``settings``,
+    or from its reader) and the answers, and writes (``PredictionRepository.reflag``): two re-flags at once wrote in
+    the order they ended, not the order they read, and the older thresholds' flags could be the ones left stored
+    (a session-52 audit)."""
+    done = Reflagged()
+    ids = list(ids)
+    for start in range(0, len(ids), REFLAG_CHUNK):
+        part = ids[start:start + REFLAG_CHUNK]
+
+        def work(part: Sequence[int] = part) -> FlagWrites:
+            return _models_flags(db, folder_id, part, settings() if callable(settings) else settings, versions)
+        done += Reflagged(*db.predictions.reflag(folder_id, work))
+    return done
 
 
 def models_flag(db: "Database", folder_id: int | None, image_id: int, settings: FlagSettings) -> bool:
@@ -99,8 +133,7 @@ def models_flag(db: "Database", folder_id: int | None, image_id: int, settings: 
 
 
 def _models_flags(db: "Database", folder_id: int, ids: Sequence[int], settings: FlagSettings,
-                  versions: Mapping[str, int] | None = None
-                  ) -> tuple[list[int], list[int], dict[int, float], dict[int, tuple[str, ...]]]:
+                  versions: Mapping[str, int] | None = None) -> FlagWrites:
     """The flag rules over the images' stored predictions: the ids they flag, those they do not, each image's
     priority and the prediction rows whose own flags change (by prediction id)."""
     if versions is None:
@@ -139,7 +172,7 @@ def _models_flags(db: "Database", folder_id: int, ids: Sequence[int], settings: 
     return flagged, clear, priorities, rewritten
 
 
-def reflag_where(db: "Database", image_ids: Sequence[int], settings: FlagSettings) -> Reflagged:
+def reflag_where(db: "Database", image_ids: Sequence[int], settings: Thresholds) -> Reflagged:
     """``reflag_images`` for images of any folders (each with its folder's own thresholds): after a pre-label job's
     batch and after an activation, the flags follow the answers that count. Found by a session-43 probe: a job
     running one family re-flagged its images from that family alone (the classifier's out-of-domain answer,
@@ -151,6 +184,6 @@ def reflag_where(db: "Database", image_ids: Sequence[int], settings: FlagSetting
                Reflagged())
 
 
-def reflag_project(db: "Database", settings: FlagSettings) -> Reflagged:
+def reflag_project(db: "Database", settings: Thresholds) -> Reflagged:
     """Every folder's images re-flagged with ``settings`` (the predictions that count)."""
     return sum((reflag_folder(db, f.id, settings) for f in db.folders.list()), Reflagged())

@@ -23,7 +23,6 @@ from app.paths import data_dir
 from app.services.display import DisplayError, decode_mask_png, encode_mask_png, resize_to
 from app.services.flags import (
     OUT_OF_DOMAIN_BELOW,
-    FlagSettings,
     FolderThreshold,
     answer_stands,
     find_folder_threshold,
@@ -780,30 +779,23 @@ class ReviewService:
         the earlier answer, which nothing corrected (a session-51 review). Now a re-flag after the clear lands on the
         image, and one before it is read by the undo's second write."""
         from app.services.project_settings import load_project_settings
-        from app.services.reflag import models_flag, reflag_images
-
-        def models_settings() -> FlagSettings:
-            try:
-                return load_project_settings(self.db).flags
-            except ValueError as exc:
-                raise ReviewError(f"the project's flag settings cannot be read ({exc}), so the models' flag "
-                                  "cannot be worked out; the flag is left as it is") from exc
+        from app.services.reflag import models_flag, reflag_images, stored_thresholds
 
         with self.db.waiting_at_most(wait_s):
             if decision.override is not None:
                 # recorded as this station's inspector's (an undo puts back another's decision, with its name)
                 self.db.images.set_inspector_flag([image_id], decision.override, decision.by, self._author)
             else:
-                read = models_settings()   # before anything is written: unreadable, the flag stays as it was
+                try:   # before anything is written: unreadable, the flag stays as it was
+                    read = load_project_settings(self.db).flags
+                except ValueError as exc:
+                    raise ReviewError(f"the project's flag settings cannot be read ({exc}), so the models' flag "
+                                      "cannot be worked out; the flag is left as it is") from exc
                 folder_id = self.db.images.folders_of([image_id]).get(image_id)
                 self.db.images.clear_inspector_flag([image_id], models_flag(self.db, folder_id, image_id, read),
                                                     self._author)
-                if folder_id is not None:
-                    try:
-                        flags = models_settings()   # a change saved before the clear, whose re-flag skipped it
-                    except ReviewError:
-                        flags = read
-                    reflag_images(self.db, folder_id, [image_id], flags)
+                if folder_id is not None:   # with a change saved before the clear, whose re-flag skipped it
+                    reflag_images(self.db, folder_id, [image_id], stored_thresholds(self.db, read))
         return self.item(image_id)
 
     def history(self, image_id: int) -> list[RevisionInfo]:

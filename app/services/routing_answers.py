@@ -52,15 +52,14 @@ def unrouted_answers(db: "Database", folder_id: int, routing: Routing) -> dict[i
 
 def remove_unrouted_answers(db: "Database", folder_id: int, routing: Routing) -> int:
     """Remove them and re-flag the folder from what remains (the project's flag settings); how many went."""
-    from app.services.project_settings import load_project_settings
-    from app.services.reflag import reflag_folder
+    from app.services.reflag import reflag_folder, stored_thresholds
 
     name, family_of, answers = active_answers(db, folder_id)
     removed = _unrouted(name, family_of, answers, routing)
     gone = sum(db.predictions.delete_for_images(version, ids) for version, ids in removed.items())
     if not gone:
         return 0
-    reflag_folder(db, folder_id, load_project_settings(db).flags)
+    reflag_folder(db, folder_id, stored_thresholds(db))
     # An image left with no answer at all has no model flag to keep (reflag passes over it).
     dropped = {(version, i) for version, ids in removed.items() for i in ids}
     left = {i for i, _p, version, _d in answers if (version, i) not in dropped}

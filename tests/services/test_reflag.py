@@ -2,13 +2,15 @@
 nothing else of a prediction is rewritten (its mask, its time), read without the masks (ADR 0060's speed work)."""
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from app.services.flags import FlagSettings
 from app.services.indexing import index_folder
-from app.services.project_settings import change_flag_settings
+from app.services.project_settings import change_flag_settings, load_project_settings
 from app.services.reflag import Reflagged
 from database.dto import PredictionIn
 from database.engine import open_database
@@ -56,7 +58,6 @@ def test_a_threshold_change_rewrites_flags_and_priorities_only(db, tmp_path) -> 
             before[pid].current_family)
     seen = db.predictions.flag_inputs(ids, family="segmenter")
     assert list(seen) == [ids[0]] and seen[ids[0]].mask_png is None and seen[ids[0]].target_count == 1
-    assert db.predictions.set_flags({}) == 0
 
 
 def test_a_reflag_counts_the_flags_it_changed_not_the_images_it_read(db, tmp_path) -> None:
@@ -71,3 +72,48 @@ def test_a_reflag_counts_the_flags_it_changed_not_the_images_it_read(db, tmp_pat
     assert calm == Reflagged(2, 0, 1) and calm.summary() == "1 image no longer flagged (2 re-checked)"
     assert [db.images.get(i).flagged for i in ids] == [True, False]
     assert Reflagged(6, 2, 1).summary() == "2 images now flagged, 1 image no longer flagged (6 re-checked)"
+
+
+def test_of_two_threshold_changes_at_once_the_flags_of_the_one_stored_last_stay(url, tmp_path, monkeypatch) -> None:  # noqa: F811
+    """A session-52 audit: two re-flags at once (a threshold change at two stations; Settings' OK while the worker
+    re-flags) each read the answers, then wrote, and the one that read first could write last: the flags of the
+    older thresholds were left stored under the newer ones. Here station A's change is held after its re-flag read the
+    answers; station B saves other thresholds and re-flags meanwhile (before, B ended and A then wrote over it; now B
+    waits for A's write and reads after it). Both end, and the flags are those of what is stored."""
+    a, b = open_database(url), open_database(url)
+    try:
+        ids = _two_cracks(a, tmp_path)
+        calm = replace(FlagSettings(min_confidence=0.5), good_classes=("crack", "good"))   # crack 0.7: not flagged
+        strict = FlagSettings(min_confidence=0.5)                                           # crack 0.7: flagged
+        held, go_on = threading.Event(), threading.Event()
+        read = a.predictions.flag_inputs
+
+        def read_then_hold(*args: Any, **kwargs: Any) -> Any:
+            rows = read(*args, **kwargs)
+            if not held.is_set():
+                held.set()
+                go_on.wait(30)
+            return rows
+        monkeypatch.setattr(a.predictions, "flag_inputs", read_then_hold)
+        out: dict[str, Any] = {}
+
+        def change(name: str, db, flags: FlagSettings) -> None:
+            try:
+                out[name] = change_flag_settings(db, flags)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion
+                out[name] = exc
+        first = threading.Thread(target=change, args=("A", a, calm))
+        first.start()
+        assert held.wait(30)
+        second = threading.Thread(target=change, args=("B", b, strict))
+        second.start()
+        second.join(3)   # before: B ended here; now it waits for A's transaction
+        go_on.set()
+        first.join(30)
+        second.join(30)
+        assert out == {"A": Reflagged(2, 0, 0), "B": Reflagged(2, 2, 0)}, out
+        assert load_project_settings(b).flags == strict
+        assert [b.images.get(i).flagged for i in ids] == [True, True]
+    finally:
+        a.close()
+        b.close()
