@@ -210,7 +210,8 @@ class MvtecWriter(FormatWriter):
 
 
 CSV_COLUMNS = ("path", "folder", "rel_path", "file_name", "split", "state", "class", "anomaly_verdict",
-               "anomaly_region_pixels", "target_count", "target_classes", "reviewer", "reviewed_at", "serial", "lot", "station")
+               "anomaly_region_pixels", "target_count", "target_classes", "reviewer", "reviewed_at", "serial", "lot", "station",
+               "sha256")
 
 
 class CsvTableWriter(FormatWriter):
@@ -271,6 +272,9 @@ class CsvWriter(CsvTableWriter):
             "reviewer": item.reviewer or "",
             "reviewed_at": item.reviewed_at.isoformat() if item.reviewed_at else "",
             "serial": item.serial or "", "lot": item.lot or "", "station": item.station or "",
+            # the bytes the label is about: the table holds no copy of the image, and its import placed a row of one
+            # folder on another folder's file of the same name (a session-52 audit)
+            "sha256": item.content_hash or "",
         })
 
 

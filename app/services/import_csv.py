@@ -2,7 +2,8 @@
 
 The station's own columns (``folder``, ``rel_path``, ``class``, ``anomaly_verdict``, ``state``,
 ``reviewed_at``) come back as they were written: an empty class or verdict clears it, the review
-state and the review time are kept. Other tables need one image column (``rel_path``,
+state and the review time are kept; ``sha256`` (the image's bytes, written since session 52) lets a row whose folder the
+station lacks find its image by content, the table holding no copy of it. Other tables need one image column (``rel_path``,
 ``file_name``, ``filename``, ``image`` or ``path``, relative to the station's folder) and a ``class``
 or ``label`` column. The CSV holds no masks: mask columns (``target_count``, region pixels) are
 counts, not labels.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,10 @@ from database.states import ReviewState
 IMAGE_COLUMNS = ("rel_path", "file_name", "filename", "image", "path")
 CLASS_COLUMNS = ("class", "label")
 IMPORTED_STATES = {s.value for s in ReviewState} - {ReviewState.UNREVIEWED.value}
+# The columns every summary.csv of this station holds: its sha256 came in session 52, and an older export is still the
+# station's own table.
+OWN_COLUMNS = set(CSV_COLUMNS) - {"sha256"}
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def table_file(root: Path) -> Path:
@@ -66,7 +72,7 @@ def read(root: Path) -> list[ImportRecord]:
         raise LabelImportError(f"{path}: needs an image column ({', '.join(IMAGE_COLUMNS)}) and a "
                                f"class column ({', '.join(CLASS_COLUMNS)}); found {', '.join(columns) or 'none'}")
     read_columns = [c for c in (image_col, class_col, verdict_col, "state", "reviewed_at", "folder") if c]
-    own_table = set(CSV_COLUMNS) <= set(columns)  # this station's summary.csv: its text cells are formula_safe
+    own_table = OWN_COLUMNS <= set(columns)  # this station's summary.csv: its text cells are formula_safe
     records = []
     for row in strict_rows(reader, lambda text: LabelImportError(f"{path}, {text}")):
         where = f"{path}, line {reader.line_num}"
@@ -96,10 +102,13 @@ def read(root: Path) -> list[ImportRecord]:
             except (ValueError, OverflowError):  # year 1 in a zone east of UTC: a traceback (a session-49 audit)
                 raise LabelImportError(f"{where}: reviewed_at {row['reviewed_at']!r} is out of range") from None
         folder = (row.get("folder") or "").strip()
+        digest = (row.get("sha256") or "").strip().lower() or None
+        if digest is not None and not SHA256.fullmatch(digest):
+            raise LabelImportError(f"{where}: sha256 must be 64 hexadecimal digits or empty (got {row['sha256']!r})")
         records.append(ImportRecord(
             label_file=path, image_ref=ref, origin=f"{folder}/{ref}" if folder and image_col == "rel_path" else None,
             # the full path first: two indexed folders of one name made 'folder/rel_path' ambiguous, and the station's
             # own CSV of them came back mostly unmatched (a session-46 probe)
-            source_path=(row.get("path") or "").strip() or None if image_col != "path" else None,
+            source_path=(row.get("path") or "").strip() or None if image_col != "path" else None, content_hash=digest,
             class_name=cell(row, class_col), anomaly_verdict=verdict, review_state=state, labelled_at=when))
     return records

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
@@ -41,7 +42,7 @@ class Target:
     image: ImageInfo
     folder: FolderInfo
     how: str  # 'path', 'export name', 'stem', 'content' or 'path end'
-    other_bytes: bool = False  # matched by its whole path although the dataset's copy holds other bytes
+    other_bytes: bool = False  # matched by its whole path although the dataset's image holds other bytes
 
     @property
     def display(self) -> str:
@@ -70,8 +71,15 @@ def suffixes(ref: str) -> list[str]:
 
 
 class ImageMatcher:
-    def __init__(self, images: Iterable[ImageInfo], folders: Iterable[FolderInfo]) -> None:
+    """``chosen``: the images are those of one folder the person chose (``--folder``), where a record naming another
+    folder is matched all the same (a moved copy's folder of another name)."""
+
+    def __init__(self, images: Iterable[ImageInfo], folders: Iterable[FolderInfo], chosen: bool = False) -> None:
         self.folders = {f.id: f for f in folders}
+        self.chosen = chosen
+        self.names: set[str] = set()  # the names of the folders holding the images
+        # folder name -> records left unmatched that name it, where no indexed folder is so named (said in the preview)
+        self.absent: Counter[str] = Counter()
         self.by_path: dict[str, list[ImageInfo]] = {}
         self.by_name: dict[str, list[ImageInfo]] = {}
         self.by_stem: dict[str, list[ImageInfo]] = {}
@@ -81,6 +89,7 @@ class ImageMatcher:
         self.by_full: dict[str, list[ImageInfo]] = {}
         for img in images:
             folder = self.folders[img.folder_id]
+            self.names.add(folder.name)
             self.by_full.setdefault(_nfc(str(PurePosixPath(join_path(folder.root_path, img.rel_path)))), []).append(img)
             self.by_path.setdefault(_nfc(img.rel_path), []).append(img)
             self.by_path.setdefault(_nfc(f"{folder.name}/{img.rel_path}"), []).append(img)
@@ -100,12 +109,28 @@ class ImageMatcher:
                 self.by_tail.setdefault(_nfc(tail), []).append(img)
                 self.by_tail_stem.setdefault(_nfc(str(PurePosixPath(tail).with_suffix(""))), []).append(img)
 
-    def _one(self, table: dict[str, list[ImageInfo]], key: str) -> ImageInfo | None:
-        found = {img.id: img for img in table.get(_nfc(key), ())}  # a path and an export name may both list one image
+    def _one(self, table: dict[str, list[ImageInfo]], key: str, within: str | None) -> ImageInfo | None:
+        """The one image listed under ``key`` (in folders named ``within``, where given), else None."""
+        found = {img.id: img for img in table.get(_nfc(key), ())  # a path and an export name may both list one image
+                 if within is None or self.folders[img.folder_id].name == within}
         return next(iter(found.values())) if len(found) == 1 else None
 
     def match(self, rec: ImportRecord) -> Target | None:
-        digest = _Digest(rec.image_file)
+        """A record naming its station folder (the station's CSV and COCO ``folder/rel_path``) is that folder's: it is
+        matched only inside a folder of that name. Where no indexed folder has the name (a moved copy's folder renamed,
+        or another line's table), only on an image whose bytes it holds or states, unless the person chose the folder.
+        Line B's summary.csv put its class on line A's ``x.png`` (a table holds no copy to compare): a session-52
+        audit."""
+        named = rec.origin.partition("/")[0] if rec.origin else None
+        lost = named is not None and named not in self.names and not self.chosen
+        within = named if named in self.names and not self.chosen else None
+        found = self._match(rec, _Digest(rec.image_file, rec.content_hash), within, lost)
+        if found is None and lost and named is not None:
+            self.absent[named] += 1
+        return found
+
+    def _match(self, rec: ImportRecord, digest: _Digest, within: str | None, lost: bool) -> Target | None:
+        fits = digest.confirms if lost else digest.agrees
         # (how, table, key, whole path: taken without asking the content)
         candidates: list[tuple[str, dict[str, list[ImageInfo]], str, bool]] = []
         if rec.source_path:
@@ -118,20 +143,20 @@ class ImageMatcher:
         if stem_only:
             candidates += [("stem", self.by_stem, key, i == 0) for i, key in enumerate(suffixes(rec.image_ref))]
         for how, table, key, whole in candidates:
-            img = self._one(table, key)
+            img = self._one(table, key, within)
             if img is None:
                 continue
-            if digest.agrees(img):
+            if fits(img):
                 return Target(img, self.folders[img.folder_id], how)
-            if whole:  # the path as the dataset names it, other bytes: another image holding those bytes wins
-                other = self._one(self.by_hash, digest.value) if digest.value is not None else None
+            if whole and not lost:  # the path as the dataset names it, other bytes: another image holding them wins
+                other = self._one(self.by_hash, digest.value, within) if digest.value is not None else None
                 if other is not None:
                     return Target(other, self.folders[other.folder_id], "content")
                 # a re-encoded copy: the path stands, and the preview says how many (another part under the same
                 # name would land here too: a session-46 probe imported 18 labels onto other images, unsaid)
                 return Target(img, self.folders[img.folder_id], how, other_bytes=digest.value is not None)
         if digest.value is not None:
-            img = self._one(self.by_hash, digest.value)
+            img = self._one(self.by_hash, digest.value, within)
             if img is not None:
                 return Target(img, self.folders[img.folder_id], "content")
         # Last, the end of an indexed path: a class tree ('patches/p_101.png') whose station copy sits deeper
@@ -140,19 +165,20 @@ class ImageMatcher:
         # audit), the stem table holding whole relative paths only.
         tails = self.by_tail_stem if stem_only else self.by_tail
         for key in suffixes(rec.image_ref):
-            img = self._one(tails, key)
-            if img is not None and digest.agrees(img):
+            img = self._one(tails, key, within)
+            if img is not None and fits(img):
                 return Target(img, self.folders[img.folder_id], "path end")
         return None
 
 
 class _Digest:
-    """The SHA-256 of a record's copy of its image, read once and only when asked (None: no copy, or unreadable)."""
+    """The SHA-256 of a record's image: the one its dataset states, else its copy's, read once and only when asked
+    (None: neither, or unreadable)."""
 
-    def __init__(self, file: Path | None) -> None:
+    def __init__(self, file: Path | None, stated: str | None = None) -> None:
         self.file = file
-        self._value: str | None = None
-        self._read = file is None
+        self._value: str | None = stated
+        self._read = file is None or stated is not None
 
     @property
     def value(self) -> str | None:
@@ -169,3 +195,7 @@ class _Digest:
     def agrees(self, img: ImageInfo) -> bool:
         """False only when both contents are known and differ."""
         return not img.content_hash or self.value is None or self.value == img.content_hash
+
+    def confirms(self, img: ImageInfo) -> bool:
+        """True only when both contents are known and the same."""
+        return bool(img.content_hash) and self.value == img.content_hash

@@ -123,6 +123,7 @@ class ImportRecord:
     image_file: Path | None = None  # the image copy in the dataset, for matching by content hash
     origin: str | None = None  # 'folder/rel_path' of the source image, where the dataset names it
     source_path: str | None = None  # the source image's full path, where the dataset names it (the station's CSV)
+    content_hash: str | None = None  # the SHA-256 the dataset states for its image without a copy (the station's CSV)
     class_name: Any = UNCHANGED  # str, or None to clear
     mask: Any = UNCHANGED  # Mask, Polygons, or None to clear
     anomaly_verdict: Any = UNCHANGED  # 'normal' / 'anomalous' / None

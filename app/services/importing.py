@@ -484,7 +484,7 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     images = db.images.query(ImageQuery(folder_id=chosen.id if chosen else None, include_missing=True, sort="id"))
     if not images:
         raise LabelImportError("no indexed images to import labels for: open (index) the folder of these images first")
-    matcher = ImageMatcher(images, folders)
+    matcher = ImageMatcher(images, folders, chosen=chosen is not None)
     planner = Planner(db, options)
     matched: dict[int, tuple[ImportRecord, Target]] = {}
     unmatched: list[str] = []
@@ -524,16 +524,31 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
                          tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors),
                          addable,
-                         (*turned_note(planner.turned), *differ_note(differ), *refused_note(refused)),
+                         (*turned_note(planner.turned), *differ_note(differ), *absent_note(matcher.absent),
+                          *refused_note(refused)),
                          planner.routed_offers(target for _rec, target in matched.values()))
 
 
 def differ_note(differ: Sequence[str]) -> tuple[str, ...]:
-    """Images matched by their whole path although the dataset's copy holds other bytes."""
+    """Images matched by their whole path although the dataset's image (its copy, or the SHA-256 the station's table
+    states) is of other bytes."""
     if not differ:
         return ()
-    return (f"{plural(len(differ), 'image')} matched by name although the dataset's copy holds other bytes (re-encoded, or "
+    return (f"{plural(len(differ), 'image')} matched by name although the dataset's image holds other bytes (its copy, or "
+            "the sha256 its table states: re-encoded, changed here since, or "
             f"another part under the same name): check them before importing, e.g. {', '.join(differ[:3])}",)
+
+
+def absent_note(absent: Mapping[str, int]) -> tuple[str, ...]:
+    """Records left unmatched because the folder they name is not indexed here (``ImageMatcher.match``): another line's
+    labels, or a copy of the folder under another name, which the person can choose."""
+    if not absent:
+        return ()
+    n, names = sum(absent.values()), sorted(absent)
+    return (f"{plural(n, 'record')} {agree(n, 'names', 'name')} a folder no indexed folder is named "
+            f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) and matched no image here with {agree(n, 'its', 'their')} "
+            f"bytes, so {agree(n, 'it is', 'they are')} left unmatched; to import into a folder of another name, choose it "
+            "(--folder, or the Import dialog's \"this folder\")",)
 
 
 def refused_note(refused: int) -> tuple[str, ...]:

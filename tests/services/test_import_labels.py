@@ -898,7 +898,7 @@ def test_a_name_match_onto_other_bytes_and_a_record_labelled_twice_are_said(stat
     src = class_tree(tmp / "tree", root, {"a.png": "crack", "b.png": "good"})
     cv2.imwrite(str(src / "crack" / "a.png"), np.full((24, 32), 77, np.uint8))   # another part under the same name
     preview = preview_import(db, src, ImportOptions(format="imagefolder"))
-    assert any("matched by name although the dataset's copy holds other bytes" in n and "a.png" in n
+    assert any("matched by name although the dataset's image holds other bytes" in n and "a.png" in n
                for n in preview.notes), preview.notes
     (src / "good" / "b_again.png").write_bytes((src / "good" / "b.png").read_bytes())
     (src / "crack" / "b.png").write_bytes((src / "good" / "b.png").read_bytes())

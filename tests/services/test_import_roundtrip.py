@@ -395,3 +395,60 @@ def test_another_tools_table_keeps_its_quotes(tmp_path: Path) -> None:
     table.write_text("file_name,class\na.png,'=x\n", encoding="utf-8")
     [record] = read(table)
     assert (record.image_ref, record.class_name) == ("a.png", "'=x")
+
+
+def test_one_lines_summary_csv_lands_only_on_its_own_folder(tmp_path: Path) -> None:
+    """A session-52 audit: line B's summary.csv (``export --folder lineB``), imported into a station holding only
+    line A with a file of the same name, replaced line A's class with line B's without a word, though its folder
+    column said lineB (with both lines in the table the import was refused: "lineA/x.png is labelled twice"). A row
+    naming a folder no indexed folder is named now matches only the image whose bytes its ``sha256`` states (a copy of
+    line A under another folder name still gets its labels back), else it is unmatched and the preview says why; the
+    person may choose the folder (``--folder``)."""
+    import csv
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from app.services.indexing import index_folder
+    from database import LabelChange, ReviewState, open_database
+    site = tmp_path / "site"
+    for k, line in enumerate(("lineA", "lineB")):
+        (site / line).mkdir(parents=True)
+        cv2.imwrite(str(site / line / "x.png"), np.full((8, 8), 60 + 100 * k, np.uint8))
+
+    def station(name: str, *roots: Path):
+        db = open_database(f"sqlite:///{(tmp_path / f'{name}.sqlite').as_posix()}")
+        for root in roots:
+            index_folder(db, root)
+        return db
+    db = station("first", site / "lineA", site / "lineB")
+    for image in db.images.query():
+        line = next(f.name for f in db.folders.list() if f.id == image.folder_id)
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack" if line == "lineA" else "good"),
+                         "ann")
+    export_database(db, tmp_path / "all", ExportOptions(formats=("csv",)))
+    export_database(db, tmp_path / "lineB", ExportOptions(formats=("csv",)), folder="lineB")
+    db.close()
+    with (tmp_path / "lineB" / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        [row] = csv.DictReader(fh)
+    assert (row["folder"], row["rel_path"], row["class"]) == ("lineB", "x.png", "good") and len(row["sha256"]) == 64
+
+    only_a = station("only-a", site / "lineA")
+    [image] = only_a.images.query()
+    only_a.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    for out in ("lineB", "all"):
+        preview = preview_import(only_a, tmp_path / out, ImportOptions(format="csv"))
+        assert preview.errors == () and preview.unmatched == ("x.png",), out
+        assert any("names a folder no indexed folder is named (lineB)" in n for n in preview.notes), preview.notes
+    # the person says where line B's labels go: there they land, with the bytes that differ said
+    chosen = preview_import(only_a, tmp_path / "lineB", ImportOptions(format="csv", folder="lineA"))
+    assert [p.image for p in chosen.planned] == ["lineA/x.png"] and any("other bytes" in n for n in chosen.notes)
+    only_a.close()
+
+    shutil.copytree(site / "lineA", tmp_path / "moved" / "lineA copy")  # a copy under another path and folder name
+    moved = station("moved", tmp_path / "moved" / "lineA copy")
+    result = import_labels(moved, tmp_path / "all", ImportOptions(format="csv"))
+    assert result.preview.errors == () and result.written == 1 and result.preview.unmatched == ("x.png",)
+    assert [moved.labels.current(i.id).class_name for i in moved.images.query()] == ["crack"]
+    moved.close()
