@@ -172,9 +172,13 @@ class YoloWriter(FormatWriter):
         if it.mask is None:
             return
         self.copy_image(it, self.part_dir(self.root / "images", it))
-        lines = []
-        for poly, category in zip(yolo_polygons(it.mask), it.categories(self.placeholder)):
-            lines.append(" ".join([str(self.index[category]), *(f"{v:.6f}" for v in poly.reshape(-1))]))
+        # The image's own class first: YOLO holds no image class, and the import gives an image the most frequent
+        # line's, the first listed among equals; in reading order, one region of its own class ahead of one plain
+        # region turned a crazing image into patches on re-import (a session-52 audit). Sorted stably, so each group
+        # keeps reading order.
+        image_category = instance_category(it.item.class_name, self.placeholder)
+        pairs = sorted(zip(yolo_polygons(it.mask), it.categories(self.placeholder)), key=lambda p: p[1] != image_category)
+        lines = [" ".join([str(self.index[category]), *(f"{v:.6f}" for v in poly.reshape(-1))]) for poly, category in pairs]
         self.instances += len(lines)
         text = "".join(f"{line}\n" for line in lines)
         write_bytes(self.part_dir(self.root / "labels", it) / f"{it.planned.stem}.txt", text.encode("utf-8"))

@@ -165,7 +165,9 @@ def parse_label(path: Path, names: dict[int, str], named_in: str = "data.yaml") 
     # The export's "target" is "a target on an image without a class": where one stands, the image had none, and its
     # own-classed objects do not give it theirs (it took the most frequent object's class: a session-43 probe).
     no_class = no_class_in(names.values())
-    class_name = UNCHANGED if not classes or no_class in classes else classes.most_common(1)[0][0]
+    # the most frequent class, the first listed among equals (``Counter`` keeps the order lines came in): this
+    # station's export lists an image's plain regions first, so a tie with its own-classed ones keeps the image's class
+    class_name = UNCHANGED if not classes or no_class in classes else max(classes, key=lambda c: classes[c])
     own = tuple(own_class(c, class_name, no_class) for c in poly_classes)
     return class_name, None if detection_only else Polygons(tuple(polys), normalised=True, own_classes=own)
 

@@ -110,6 +110,24 @@ def test_yolo_gives_an_image_without_a_class_none_from_its_objects(object_statio
     fresh.close()
 
 
+def test_yolo_keeps_the_image_class_when_its_own_classed_regions_only_tie_with_its_plain_ones(object_station) -> None:
+    """A session-52 audit: an image of class crack with one region of its own class first in reading order and one
+    plain region came back from the station's own YOLO export as that region's class (the first line won the tie),
+    though docs/import.md says it takes theirs only when they outnumber its plain ones. The export lists the plain
+    regions first, and the import takes the first listed among equals."""
+    from database import LabelChange, ReviewState
+    db, root, tmp = object_station
+    ids = label_object_classes(db)
+    block = ObjectClass(2, 3, "scratch")  # the block (first in reading order) of its own class, the dot plain
+    db.labels.append(ids["a"], LabelChange(ReviewState.CORRECTED, object_classes=as_json([block])), "ann")
+    out = tmp / "export"
+    export_database(db, out, ExportOptions(formats=("yolo",)))
+    result = import_labels(db, out, ImportOptions(format="yolo"))
+    assert result.preview.errors == () and result.written == 0, result.preview.summary_lines()
+    got = db.labels.current(ids["a"])
+    assert got.class_name == "crack" and parse(got.object_classes) == (block,)
+
+
 def test_a_quoted_yolo_class_name_keeps_a_hash_in_it() -> None:
     """`"defect #2"` in data.yaml was read as `defect` (the comment rule cut it; a session-43 probe)."""
     from app.services.import_yolo import scalar
