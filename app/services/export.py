@@ -29,11 +29,13 @@ from app.services.export_items import (
     ANOMALY_ANOMALOUS,
     ANOMALY_NORMAL,
     EXPORTED_STATES,
+    HIDDEN_FOLDER_WHY,
     MAX_FOLDER_BYTES,
     ExportItem,
     ItemSkipped,
     PlannedItem,
     folder_key,
+    hidden_folder,
     load,
     no_class_category,
     safe_name,
@@ -603,6 +605,11 @@ def check_class_folders(items: Iterable[ExportItem], formats: Sequence[str], off
     for item in items:
         if not item.class_name:
             continue
+        if hidden_folder(item.class_name):
+            raise ClassFolderError(f"the class {item.class_name[:40]!r} starts with a dot, and {' and '.join(used)} name "
+                                   f"a folder by each class: {HIDDEN_FOLDER_WHY}", "give its labels another name: "
+                                   + relabel_advice((item.class_name,), None, offered, "whose name starts with no dot"),
+                                   used)
         size = len(safe_name(item.class_name).encode("utf-8"))
         if size > MAX_FOLDER_BYTES:  # a session-49 audit: "File name too long" half-way through the export, or the
             # retraining
@@ -633,10 +640,11 @@ def one_name_advice(labelled: Counter[str], offered: Sequence[str]) -> str:
     return "give their labels one name: " + relabel_advice(sorted(n for n in labelled if n != keep), keep, offered)
 
 
-def relabel_advice(move: Sequence[str], onto: str | None, offered: Sequence[str]) -> str:
-    """The window's way to move the labels of the classes ``move`` onto ``onto`` (None: a shorter class, added)."""
+def relabel_advice(move: Sequence[str], onto: str | None, offered: Sequence[str], new: str = "of a shorter name") -> str:
+    """The window's way to move the labels of the classes ``move`` onto ``onto`` (None: a class ``new`` describes,
+    added)."""
     names = " and ".join(repr(n if len(n) <= 40 else n[:40] + "…") for n in move)
-    target = ("a class of a shorter name (add one on Project ▸ Classes…)" if onto is None else
+    target = (f"a class {new} (add one on Project ▸ Classes…)" if onto is None else
               repr(onto) + ("" if onto in offered else " (add it on Project ▸ Classes… if no key offers it)"))
     return (f"in the review window filter each folder's queue by class {names} (the filter also shows images only "
             f"predicted so), select the images labelled so and press the class key of {target}")

@@ -141,6 +141,16 @@ def folder_key(class_name: str) -> str:
 
 MAX_FOLDER_BYTES = 255  # the longest file or folder name ext4 and APFS take (UTF-8 bytes; NTFS: 255 UTF-16 units)
 
+HIDDEN_FOLDER_WHY = "its folder would be hidden, and training and imports pass hidden folders over"
+
+
+def hidden_folder(class_name: str) -> bool:
+    """Whether ``class_name``'s class folder starts with a dot: hidden, so the trainer and the station's ImageFolder
+    and MVTec imports pass it over. The class list refuses such a name (``project_classes.validate``), an import
+    refuses one the project does not have, and the class-folder export refuses one it holds (a session-52 audit:
+    ".5mm pit", brought in by a CSV import, was exported to a hidden folder and its label lost on re-import)."""
+    return safe_name(class_name).startswith(".")
+
 
 def flat_name(item: ExportItem, with_folder: bool) -> str:
     """Flatten sub-folders into the file name so every format can use one flat directory."""

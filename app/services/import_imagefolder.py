@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.services.export_split import SPLIT_NAMES
-from app.services.import_records import ImportRecord, LabelImportError, exported_class_folders, files_under, posix_rel
+from app.services.import_records import (
+    ImportRecord,
+    LabelImportError,
+    exported_class_folders,
+    files_under,
+    hidden_class_folder,
+    posix_rel,
+)
 from inference.imageio import IMAGE_SUFFIXES
 
 
@@ -24,7 +31,10 @@ def read(root: Path) -> list[ImportRecord]:
     records = []
     named = exported_class_folders(root, "imagefolder")   # this station's export: "pit_dent" is "pit/dent"
     for base in class_roots(root):
-        for class_dir in sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for class_dir in sorted(d for d in base.iterdir() if d.is_dir()):
+            if class_dir.name.startswith("."):
+                records += hidden_class_folder(class_dir, root)
+                continue
             for path in files_under(class_dir, IMAGE_SUFFIXES, root):
                 records.append(ImportRecord(label_file=path, image_ref=posix_rel(path, class_dir),
                                             image_file=path, class_name=named.get(class_dir.name, class_dir.name)))

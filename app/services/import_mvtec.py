@@ -17,6 +17,7 @@ from app.services.import_records import (
     LabelImportError,
     exported_class_folders,
     files_under,
+    hidden_class_folder,
     inside,
     load_mask,
     posix_rel,
@@ -38,7 +39,10 @@ def read_category(cat: Path, root: Path, named: dict[str, str] | None = None) ->
     for part in ("train", "test"):
         if not (cat / part).is_dir():
             continue
-        for kind_dir in sorted(d for d in (cat / part).iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for kind_dir in sorted(d for d in (cat / part).iterdir() if d.is_dir()):
+            if kind_dir.name.startswith("."):
+                records += hidden_class_folder(kind_dir, root)
+                continue
             kind = kind_dir.name
             if part == "train" and kind != GOOD:
                 raise LabelImportError(f"{kind_dir}: MVTec training images must all be good (train/good)")

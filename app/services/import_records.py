@@ -130,6 +130,7 @@ class ImportRecord:
     anomaly_mask: Any = UNCHANGED  # Mask or None
     review_state: str | None = None  # the station's own CSV says it; other formats: corrected
     labelled_at: datetime | None = None  # when the label was made, where the dataset says (else file time)
+    hidden_in: str | None = None  # the hidden class folder holding the image (``hidden_class_folder``): passed over
 
 
 def regular_size(path: Path) -> int:
@@ -250,6 +251,20 @@ def files_under(folder: Path, suffixes: frozenset[str] | set[str], root: Path | 
         raise LabelImportError(f"{exc.filename or folder}: cannot be read ({exc.strerror or exc}); nothing was "
                                "imported: make it readable, or move it out of the import folder")
     return out
+
+
+def hidden_class_folder(folder: Path, root: Path) -> list[ImportRecord]:
+    """The images of a class folder starting with a dot (``.5mm pit``), as records passed over: a hidden folder is no
+    class to read (a tool's ``.thumbs``), but its images were left out without a word, and a class of that name lost
+    its labels on the way back from the station's own export (a session-52 audit); the preview lists them unmatched
+    and says why. Read leniently: a hidden folder that cannot be read, or links out, refuses nothing."""
+    from inference.imageio import IMAGE_SUFFIXES
+    try:
+        found = files_under(folder, IMAGE_SUFFIXES, root)
+    except LabelImportError:
+        return []
+    where = posix_rel(folder, root)
+    return [ImportRecord(label_file=path, image_ref=posix_rel(path, root), hidden_in=where) for path in found]
 
 
 def exported_class_folders(root: Path, fmt: str) -> dict[str, str]:

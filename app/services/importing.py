@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from app.services.counting_versions import rule_version
 from app.services.export import FORMATS
-from app.services.export_items import folder_key
+from app.services.export_items import HIDDEN_FOLDER_WHY, folder_key, hidden_folder
 from app.services.export_source import (
     FolderNotFound,
     confirms_prediction_only,
@@ -214,6 +214,7 @@ class Planner:
         self.unknown: set[str] = set()
         self.unknown_mapped: set[str] = set()
         self.unknown_at: dict[OfferKey, set[str]] = {}  # where ``offers[key]`` stands -> lines (lot/tiles/) given others
+        self.hidden: set[str] = set()  # dataset classes (mapped) whose class folder would be hidden (``hidden_folder``)
         self.class_map: dict[str, str] = {}
         self.file_times: dict[Path, datetime] = {}
 
@@ -278,7 +279,19 @@ class Planner:
                 self.unknown.add(name)
                 self.unknown_mapped.add(mapped)
                 self.unknown_at.setdefault(key, set()).add(target.display.rsplit("/", 1)[0] + "/")
+        elif hidden_folder(mapped) and mapped not in self.taken:
+            # without a list every class is taken, but not one the list would refuse for its hidden folder: ".5mm pit"
+            # from a CSV was exported to a hidden folder that the station's own import passed over (a session-52
+            # audit); one the project's labels or models have already passes, as the list keeps it
+            self.hidden.add(mapped)
         return mapped
+
+    def hidden_error(self) -> str:
+        """Why classes starting with a dot refuse the import, and the way in."""
+        names = ", ".join(repr(n) for n in sorted(self.hidden))
+        return (f"{agree(len(self.hidden), 'class', 'classes')} {names}: a class name cannot start with a dot "
+                f"({HIDDEN_FOLDER_WHY}); map {agree(len(self.hidden), 'it', 'them')} onto another name (--map OLD=NEW, "
+                "or the Import dialog's class mapping)")
 
     def source(self, key: OfferKey) -> str:
         """Which classifier the classes ``offers[key]`` go with, in words."""
@@ -339,9 +352,13 @@ class Planner:
         """Unknown class -> the other spelling of it a model's classes or the labels use: the class list refuses to
         add it (``ClassList.taken``; a session-50 review: "Crack" beside a routed classifier's "crack" was offered for
         adding, and the list refused it)."""
-        taken = read_class_list(self.db).taken()
-        keys = {folder_key(t): t for t in taken}
-        return {n: keys[folder_key(n)] for n in self.unknown_mapped if n not in taken and folder_key(n) in keys}
+        keys = {folder_key(t): t for t in self.taken}
+        return {n: keys[folder_key(n)] for n in self.unknown_mapped if n not in self.taken and folder_key(n) in keys}
+
+    @cached_property
+    def taken(self) -> dict[str, int]:
+        """The classes the project's models or labels use (``ClassList.taken``), read once."""
+        return read_class_list(self.db).taken()
 
     @cached_property
     def addable(self) -> list[str]:
@@ -349,7 +366,8 @@ class Planner:
         offers those where it runs them), not on the list already, in any spelling the list takes for the same class
         (a session-50 review: a listed class given to an image where another classifier runs, or "Crazing" beside a
         listed "crazing", was advised and offered for adding; the dialog's button added nothing, or was refused)."""
-        return sorted(self.unknown_mapped - set(self.routed_only) - set(self.listed) - set(self.twins))
+        return sorted(n for n in self.unknown_mapped - set(self.routed_only) - set(self.listed) - set(self.twins)
+                      if not hidden_folder(n))  # the list refuses a name starting with a dot
 
     @cached_property
     def routed_only(self) -> dict[str, list[str]]:
@@ -490,9 +508,12 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     unmatched: list[str] = []
     differ: list[str] = []
     refused = 0
+    hidden: Counter[str] = Counter()
     for n, rec in enumerate(records, 1):
-        target = matcher.match(rec)
-        if target is None:
+        if rec.hidden_in is not None:  # passed over, not matched: said in a note
+            hidden[rec.hidden_in] += 1
+            unmatched.append(rec.image_ref)
+        elif (target := matcher.match(rec)) is None:
             unmatched.append(rec.image_ref)
         elif target.image.id in matched:
             refused += 1
@@ -518,13 +539,15 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     if planner.unknown:
         planner.errors.insert(0, planner.unknown_error())
         addable = tuple(planner.addable)
+    if planner.hidden:
+        planner.errors.insert(0, planner.hidden_error())
     per_class = Counter(p.class_after for p in planned if p.class_after)
     if progress is not None:
         progress(len(records), len(records))
     return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
                          tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors),
                          addable,
-                         (*turned_note(planner.turned), *differ_note(differ), *absent_note(matcher.absent),
+                         (*turned_note(planner.turned), *differ_note(differ), *absent_note(matcher.absent), *hidden_note(hidden),
                           *refused_note(refused)),
                          planner.routed_offers(target for _rec, target in matched.values()))
 
@@ -549,6 +572,17 @@ def absent_note(absent: Mapping[str, int]) -> tuple[str, ...]:
             f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) and matched no image here with {agree(n, 'its', 'their')} "
             f"bytes, so {agree(n, 'it is', 'they are')} left unmatched; to import into a folder of another name, choose it "
             "(--folder, or the Import dialog's \"this folder\")",)
+
+
+def hidden_note(hidden: Mapping[str, int]) -> tuple[str, ...]:
+    """Images in hidden class folders (``import_records.hidden_class_folder``), listed unmatched: why."""
+    if not hidden:
+        return ()
+    n, names = sum(hidden.values()), sorted(hidden)
+    return (f"{plural(n, 'image')} in {agree(len(names), 'a hidden folder', 'hidden folders')} "
+            f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) passed over: a folder whose name starts with a "
+            "dot is no class (a class name cannot start with one); to import "
+            f"{agree(n, 'it', 'them')}, rename the folder",)
 
 
 def refused_note(refused: int) -> tuple[str, ...]:

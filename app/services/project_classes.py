@@ -19,7 +19,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from app.services.export_items import MAX_FOLDER_BYTES, disk_key, folder_key, safe_name
+from app.services.export_items import (
+    HIDDEN_FOLDER_WHY,
+    MAX_FOLDER_BYTES,
+    disk_key,
+    folder_key,
+    hidden_folder,
+    safe_name,
+)
 from app.services.wording import agree, plural
 from database.classes import ClassListChanged as ClassListChanged  # noqa: I001 - the dialog catches it from here
 
@@ -96,10 +103,9 @@ def validate(names: Iterable[str], kept: Collection[str] = (), taken: Mapping[st
             raise ClassListError(f"class name {name[:40]!r}… is {size} bytes long in UTF-8: a folder name, as exports "
                                  f"and retraining need, holds at most {MAX_FOLDER_BYTES} bytes (an accented letter "
                                  "takes 2, many other scripts' letters 3)")
-        if name.startswith(".") and name not in kept:  # a session-46 probe: ".hidden" was exported as a hidden
+        if hidden_folder(name) and name not in kept:  # a session-46 probe: ".hidden" was exported as a hidden
             # folder that the trainer and the import pass over: a retraining "of 2 classes" learnt one
-            raise ClassListError(f"{name!r}: a class name cannot start with a dot (its folder would be hidden, and "
-                                 "training and imports pass hidden folders over)")
+            raise ClassListError(f"{name!r}: a class name cannot start with a dot ({HIDDEN_FOLDER_WHY})")
         if safe_name(name, "") != name and name not in kept:  # found by a session-43 probe: "crack>1mm" was exported and retrained as
             # "crack_1mm", a class the project does not have, and the comparison said the parent knew other classes
             raise ClassListError(f"{name!r} cannot name a folder, as exports and retraining need (no < > : \" / \\ | ? * "

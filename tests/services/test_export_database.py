@@ -360,6 +360,26 @@ def test_a_class_too_long_for_a_folder_name_is_refused_before_anything_is_writte
     db.close()
 
 
+def test_a_class_starting_with_a_dot_is_refused_by_the_class_folder_formats(tmp_path: Path) -> None:
+    """A session-52 audit: ".5mm pit" (brought in by an import into a project without a class list) was exported to
+    the hidden folder ``imagefolder/.5mm pit/``, which the station's own import and training pass over: the label was
+    lost on the way back. Refused like a class too long for a folder name, before anything is written."""
+    from app.services.indexing import index_folder
+    root = tmp_path / "line"
+    write_image(root / "a", 1)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    index_folder(db, root)
+    db.labels.append(db.images.query()[0].id, LabelChange(ReviewState.CORRECTED, class_name=".5mm pit"), "ann")
+    for fmt in ("imagefolder", "mvtec"):
+        with pytest.raises(ExportError, match=f"the class '.5mm pit' starts with a dot, and {fmt} name a folder by each "
+                                              "class: its folder would be hidden.* give its labels another name: .*a "
+                                              f"class whose name starts with no dot .*; or leave {fmt} out"):
+            export_database(db, tmp_path / f"out-{fmt}", ExportOptions(formats=(fmt,)))
+        assert not (tmp_path / f"out-{fmt}").exists()
+    assert export_database(db, tmp_path / "out", ExportOptions(formats=("csv",))).exported == 1
+    db.close()
+
+
 def test_names_differing_only_by_unicode_spelling_are_two_files_everywhere() -> None:
     """A session-46 probe: "défaut.png" precomposed and decomposed were exported as two files here, one on a Mac
     (which reads both spellings as one name), the summary counting two."""

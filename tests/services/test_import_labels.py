@@ -717,6 +717,42 @@ def test_a_class_folder_that_cannot_be_read_refuses_the_import(station, monkeypa
     assert all(db.labels.current(i.id) is None for i in db.images.query())
 
 
+def test_a_class_starting_with_a_dot_is_refused_unless_the_project_has_it(station) -> None:
+    """A session-52 audit: into a project without a class list, a CSV row ``a.png,.5mm pit`` was imported as it was,
+    a class the list refuses; the station then exported it to a hidden folder that its own import passed over. The
+    import refuses such a class, saying how to map it, unless the project's labels already use it (as the list keeps
+    one it has)."""
+    db, root, tmp = station
+    db.classes.set("classifier", ())  # no list: every other class is taken as it is
+    table = tmp / "labels.csv"
+    table.write_text("rel_path,class\na.png,.5mm pit\nb.png,crack\n", encoding="utf-8")
+    preview = preview_import(db, table, ImportOptions(format="csv"))
+    assert any(e.startswith("class '.5mm pit': a class name cannot start with a dot") and "--map OLD=NEW" in e
+               for e in preview.errors), preview.errors
+    with pytest.raises(LabelImportError, match="cannot start with a dot"):
+        apply_import(db, preview)
+    mapped = import_labels(db, table, ImportOptions(format="csv", class_map={".5mm pit": "pit 5mm"}))
+    assert mapped.preview.errors == () and mapped.written == 2
+    ids = {Path(i.rel_path).stem: i.id for i in db.images.query()}
+    db.labels.append(ids["d"], LabelChange(ReviewState.CORRECTED, class_name=".5mm pit"), "ann")  # labelled before
+    assert preview_import(db, table, ImportOptions(format="csv")).errors == ()
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "mvtec"])
+def test_images_in_a_hidden_class_folder_are_listed_unmatched_and_said(station, fmt: str) -> None:
+    """A session-52 audit: a class folder starting with a dot (``.5mm pit``, the station's own export of such a class)
+    was passed over by the ImageFolder and MVTec imports without a word, its labels lost. It is still no class, but
+    its images are listed unmatched and a note says why."""
+    db, root, tmp = station
+    base = tmp / "tree" if fmt == "imagefolder" else tmp / "tree" / "test"
+    src = class_tree(base, root, {"a.png": ".5mm pit", "b.png": "crack"})
+    preview = preview_import(db, tmp / "tree", ImportOptions(format=fmt))
+    hidden = ".5mm pit" if fmt == "imagefolder" else "test/.5mm pit"
+    assert preview.errors == () and preview.unmatched == (f"{hidden}/a.png",) and preview.counts["matched"] == 1
+    assert any(n.startswith(f"1 image in a hidden folder ({hidden}) passed over") for n in preview.notes), preview.notes
+    assert src.exists()
+
+
 def test_an_accepted_prediction_keeps_its_class_when_a_mask_is_imported(station) -> None:
     from database import PredictionIn
 
