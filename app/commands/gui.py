@@ -173,13 +173,15 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.gui.context import StationContext
     from app.gui.extensions import default_extensions
     from app.gui.main_window import MainWindow
+    from app.gui.review_controller import ReviewController
     from app.gui.theme import apply_theme
     from app.services.model_catalog import ModelCatalog
     from app.services.review import ReviewService
     from app.services.wording import agree, plural
 
     apply_theme(cast(QApplication, QApplication.instance()), settings.theme)  # main() made it
-    project = start_project_settings(db)
+    said: list[str] = []   # start-up words for the status bar
+    project = start_project_settings(db, said)
     review = ReviewService(db, settings.review(project.flags if project is not None else None))
     review.use_maps_folder(project.maps_folder if project is not None else "")
     ctx = StationContext(review=review, settings=settings, db_url=url, interactive=interactive,
@@ -190,14 +192,23 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     ctx.export_db = db
     ctx.models = ModelCatalog(db, author=lambda: review.settings.author)   # promotions recorded as the reviewer
     window = MainWindow(ctx)
-    try:
-        recovered = review.recover()
+    try:  # each save waits as briefly as the window's own: a locked database must not hold the window
+        recovered = review.recover(wait_s=ReviewController.WRITE_WAIT_S)
     except Exception as exc:  # noqa: BLE001 - start-up must open the window; logged
         log.warning("could not replay saved labels: %s", exc)
     else:
         if recovered.saved:
-            window.statusBar().showMessage(f"Saved {plural(recovered.saved, 'label')} kept from an earlier session.",
-                                           10000)
+            said.append(f"Saved {plural(recovered.saved, 'label')} kept from an earlier session.")
+        if recovered.waiting:
+            # kept with the window's own waiting labels: shown, marked "not saved yet", saved by its retry
+            n = len(recovered.waiting)
+            waits = (f"{plural(n, 'label')} kept from an earlier session {agree(n, 'waits', 'wait')}: the database "
+                     f"is busy (another program holds it locked); {agree(n, 'it is', 'they are')} saved as soon as it "
+                     "accepts writes.")
+            window.review.adopt_recovered(recovered.waiting)
+            window.status.set_pending_reason(waits)
+            log.warning(waits)
+            said.append(waits)
         if recovered.kept_aside or recovered.unreadable:
             # A person has to look at these: a box once the window is up, not a status line the folder's own
             # messages replace a moment later (seen under Xvfb).
@@ -216,17 +227,31 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
                 from PySide6.QtCore import QTimer
                 from PySide6.QtWidgets import QMessageBox
                 QTimer.singleShot(0, lambda: QMessageBox.information(window, "Labels kept aside", text))
+    if said:
+        window.status.note(" ".join(said))
     return window
 
 
-def start_project_settings(db):
+def start_project_settings(db, said: list[str] | None = None):
     """The project's shared settings at start-up, after copying in, once, what an older station
     kept in files and in this user's QSettings; None (defaults, with the reason logged) when the
-    stored ones cannot be read, so a broken value never keeps the station from starting."""
+    stored ones cannot be read, so a broken value never keeps the station from starting. The copy waits
+    as briefly for another program's lock as the window's saves (it stood still the busy timeout, 10 s,
+    before any window appeared: a session-52 audit); refused, it is left to the next start, and a
+    sentence saying so goes to ``said``."""
+    from app.gui.review_controller import ReviewController
     from app.gui.settings_store import legacy_thresholds
     from app.services.project_settings import adopt_legacy_settings, load_project_settings
+    from database import LockedError
     try:
-        adopt_legacy_settings(db, legacy_thresholds())
+        with db.waiting_at_most(ReviewController.WRITE_WAIT_S):
+            adopt_legacy_settings(db, legacy_thresholds())
+    except LockedError as exc:
+        log.warning("project settings: %s", exc)
+        if said is not None:
+            said.append("The project's settings were not written at start (the database is busy: another program "
+                        "holds it locked); this session uses those it holds (the defaults where it holds none), and "
+                        "the next start tries again.")
     except Exception as exc:  # noqa: BLE001 - an old file that cannot be read must not cost the stored settings
         log.warning("project settings: %s", exc)
     try:

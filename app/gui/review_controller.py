@@ -31,7 +31,17 @@ from app.gui.background import BackgroundCalls
 from app.gui.label_commands import FlagEdit, LabelEdit
 from app.gui.object_selection import ObjectSelection
 from app.services.object_classes import ObjectClass, resolve
-from app.services.review import LabelConflict, ReviewError, StorageBusy, set_aside_by_station
+from app.services.review import (
+    ASIDE,
+    BUSY_IN_A_ROW,
+    CONFLICTS,
+    LabelConflict,
+    Replay,
+    ReviewError,
+    StorageBusy,
+    recovery_dir,
+    set_aside_by_station,
+)
 from app.services.review_types import MISSING, FlagDecision, ImageDetail, LabelState, StateMove
 from app.services.wording import agree, plural
 
@@ -113,6 +123,10 @@ class ReviewController(QObject):
         # the edit each one is (a newer edit of the image replaces it)
         self._pending: dict[int, tuple[LabelState, str, str | None]] = {}
         self._pending_seq: dict[int, int] = {}
+        # image id -> (its edit's number, the recovery file) of a label an earlier session left in a file that the
+        # start-up could not save, the database busy (``adopt_recovered``): it waits with the others, and its retry
+        # replays the file (``ReviewService.replay``: on its revision, under its author, the file removed)
+        self._replays: dict[int, tuple[int, Replay]] = {}
         # Label saves run on their own thread in the order made (ADR 0005): the GUI thread shows the label at once.
         self._writes = BackgroundCalls("label-writes", self)
         self._seq = 0                                   # numbers the edits
@@ -908,6 +922,7 @@ class ReviewController(QObject):
         self._newest[image_id] = seq
         self._local[image_id] = (state, changed, source)
         self._decided[image_id] = datetime.now(timezone.utc)   # a recovery file's "decided_at" (not the close's time)
+        self._supersede_replay(image_id)
         guess = None
         if self._shows(image_id):
             assert self.detail is not None
@@ -1205,11 +1220,18 @@ class ReviewController(QObject):
         self._writes.call(lambda: None, try_waiting, lambda _text: try_waiting(None))
 
     def _waiting_tries(self) -> list[tuple[int, int, tuple[LabelState, str, str | None], int | None,
-                                           LabelState | None]]:
+                                           LabelState | None, Replay | None]]:
         """The waiting labels as a retry round takes them: (image id, its edit's number, the label, the revision
-        it is based on, the stored label it replaces when known)."""
+        it is based on, the stored label it replaces when known, its recovery file where it is one an earlier
+        session left)."""
         return [(image_id, self._pending_seq.get(image_id, 0), waiting, self._seen.get(image_id),
-                 self._stored_under.get(image_id)) for image_id, waiting in self._pending.items()]
+                 self._stored_under.get(image_id), self._replay_of(image_id))
+                for image_id, waiting in self._pending.items()]
+
+    def _replay_of(self, image_id: int) -> Replay | None:
+        """The recovery file the image's waiting label is, while no newer edit of the image replaced it."""
+        kept = self._replays.get(image_id)
+        return kept[1] if kept is not None and self._pending_seq.get(image_id) == kept[0] else None
 
     def _row_after_save(self, image_id: int) -> Any:
         """The saved image's queue row, read on the thread that saved it (None if that read fails: logged)."""
@@ -1223,16 +1245,23 @@ class ReviewController(QObject):
         """The tries of a retry round (any thread): (image id, its waiting label's number, outcome, value)."""
         out: list[tuple[int, int, str, Any]] = []
         busy_in_a_row = 0
-        for image_id, seq, (state, changed, source), base, stored in todo:
+        for image_id, seq, (state, changed, source), base, stored, replay in todo:
             if stored is not None and state.same_content(stored):
                 out.append((image_id, seq, "unchanged", None))  # its edits were undone: nothing to write
                 continue
-            if busy_in_a_row >= 2:
+            if busy_in_a_row >= BUSY_IN_A_ROW:
                 out.append((image_id, seq, "untried", None))
                 continue
             try:
-                saved = self.service.save(image_id, state, changed, expected_revision=base, source=source,
-                                          wait_s=wait_s)
+                if replay is not None:  # an earlier session's label: its file's revision, author and source
+                    kind, replayed = self.service.replay(replay, wait_s)
+                    if replayed is None:  # the database held it already, or someone saved the image since
+                        out.append((image_id, seq, "recovered", kind))
+                        continue
+                    saved = replayed
+                else:
+                    saved = self.service.save(image_id, state, changed, expected_revision=base, source=source,
+                                              wait_s=wait_s)
             except LabelConflict as exc:
                 # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
                 try:
@@ -1266,6 +1295,7 @@ class ReviewController(QObject):
                 if current:
                     del self._pending[image_id]
                     self._pending_seq.pop(image_id, None)
+                self._replays.pop(image_id, None)  # its file, if it was one, is gone (``ReviewService.replay``)
                 self._stored(image_id, seq, saved, item)
                 self.state_moved.emit(saved.moved)
                 self.label_saved.emit(image_id)
@@ -1283,6 +1313,17 @@ class ReviewController(QObject):
                     self._pending_seq.pop(image_id, None)
                 if self._settled(image_id, seq) and self.image_id == image_id:
                     self.reload(image_id)  # the stored label, as it is
+            elif kind == "recovered":   # a recovery file's label the database held already, or set aside
+                if current:
+                    del self._pending[image_id]
+                    self._pending_seq.pop(image_id, None)
+                self._replays.pop(image_id, None)
+                if self._settled(image_id, seq) and self.image_id == image_id:
+                    self.reload(image_id)  # the stored label, as it is
+                if value == ASIDE:
+                    self.save_failed.emit(
+                        f"The label of image {image_id} kept from an earlier session was not saved: someone labelled "
+                        f"the image since, and their label stands. It is kept in {recovery_dir() / CONFLICTS}.")
             elif kind == "busy":
                 self._locked = True
         self.pending_changed.emit(len(self._pending))
@@ -1304,7 +1345,7 @@ class ReviewController(QObject):
         file now (``ReviewService.recovery_files``), without changing what is retried; the caller removes
         them once the last try has answered. Replayed at the next start only if the station was killed before."""
         # An image's newest edit is its ``_local`` one (a waiting label it replaced may still be in ``_pending``).
-        newest = {**self._pending, **self._local}
+        newest = self._not_in_files({**self._pending, **self._local})
         if not newest:
             return []
         return self.service.recovery_files(tag="-closing", **self._recovery_args(newest))
@@ -1333,7 +1374,38 @@ class ReviewController(QObject):
             self._adopt_on_the_way()
         if not self._pending:
             return None
-        return self.service.write_recovery(**self._recovery_args(self._pending))
+        return self.service.write_recovery(**self._recovery_args(self._not_in_files(self._pending)))
+
+    def _not_in_files(self, waiting: dict) -> dict:
+        """``waiting`` without the labels an earlier session left in recovery files still there (``adopt_recovered``):
+        their files stay as they are (a copy would name this station's reviewer as the label's author)."""
+        return {i: w for i, w in waiting.items() if self._replay_of(i) is None}
+
+    def adopt_recovered(self, replays: Sequence[Replay]) -> None:
+        """Labels an earlier session left in recovery files that the start-up could not save, the database busy
+        (``ReviewService.recover``'s ``waiting``): they wait with this window's own, shown on their images, in the
+        "not saved yet — retrying" mark, and the retry saves each from its file when the database accepts writes. A
+        session-52 audit: the start-up stood still 10 s per file, then said nothing, the images showed unreviewed,
+        and nothing tried them again in that session. An edit made on top of one replaces it (its file goes)."""
+        for r in replays:
+            if r.image_id in self._local:
+                continue
+            self._seq += 1
+            self._newest[r.image_id] = self._seq
+            self._local[r.image_id] = (r.state, r.note, r.source)
+            self._replays[r.image_id] = (self._seq, r)
+            if r.base is not None:
+                self._seen[r.image_id] = r.base   # an edit on top of it is made on the revision it was made on
+            self._keep_pending(r.image_id, self._seq, r.state, r.note, r.source)
+        if replays:
+            self._locked = True   # the start-up found the database locked: edits join them without a try
+
+    def _supersede_replay(self, image_id: int) -> None:
+        """A new edit of an image showing a label left in a recovery file: made on top of it, it replaces the
+        file (kept, the next start would replay it and set the newer label's copy aside)."""
+        kept = self._replays.pop(image_id, None)
+        if kept is not None:
+            self.service.drop_recovery(kept[1])
 
 
 @dataclass(frozen=True)

@@ -880,16 +880,23 @@ class ReviewService:
         made, else now)."""
         return self.write_recovery(labels, recovery_dir() / CONFLICTS, decided=decided)
 
-    def recover(self, folder: Path | None = None) -> Recovered:
+    def recover(self, folder: Path | None = None, wait_s: float | None = None) -> Recovered:
         """Save labels left in the recovery folder by an earlier session.
 
         A label whose file names the revision it was made on is saved only on that revision: when someone
         saved the image since (another station, while this one could not reach the database), their label
         stays, and the kept one moves to ``recovery/conflicts`` for a person to look at (it was replayed over
         theirs unseen before); one the database already holds (the save landed after the file was written)
-        is done. Files of another database are left alone."""
+        is done. Files of another database are left alone.
+
+        ``wait_s``: how long each save waits for another program's write lock (None: the busy timeout). A label
+        refused as busy stays in its file and is returned in ``waiting``, and after ``BUSY_IN_A_ROW`` such
+        refusals the rest are not tried (on SQLite the whole file is locked): the window's start-up held the GUI
+        thread for the busy timeout per file, 30 s for three files before any window appeared (a session-52
+        audit). The window keeps those waiting with its own labels and its retry saves them (``replay``)."""
         root = folder or recovery_dir()
-        saved, aside, unreadable = 0, 0, 0
+        saved, aside, unreadable, busy = 0, 0, 0, 0
+        waiting: list[Replay] = []
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
             try:
                 try:
@@ -931,34 +938,70 @@ class ReviewService:
                                 from_prediction_id=meta.get("from_prediction_id"),
                                 objects=parse(meta.get("object_classes")),
                                 from_model_version_id=self._version_id(meta.get("from_model_version_id")))
-                image_id, base = int(meta["image_id"]), meta.get("base_revision")
+                base = meta.get("base_revision")
                 author = meta.get("author") if isinstance(meta.get("author"), str) and meta.get("author") else None
-                note = "recovered after a failed save" + _decided(meta.get("decided_at"))
-                source = _source(meta.get("source"))   # (absent from older files: not said)
-                try:  # under the inspector who made it, not whoever starts the station next
-                    self.save(image_id, st, note,
-                              expected_revision=None if base is None else int(base), author=author, source=source)
-                except LabelConflict:
-                    current = self.db.labels.current(image_id)
-                    own = self._own_landing(image_id, base, meta) if current is not None else None
-                    if own is not None:  # only this window's own writes landed after the file: replayed on them
-                        try:
-                            self.save(image_id, st, note, expected_revision=own,
-                                      author=author, source=source)
-                            current = self.db.labels.current(image_id)
-                        except LabelConflict:
-                            current = self.db.labels.current(image_id)
-                    if current is None or not _label_from_revision(current).same_content(st):
-                        _set_aside(root, meta_path)
-                        aside += 1
-                        continue
-                saved += 1
+                replay = Replay(meta_path, int(meta["image_id"]), st,
+                                "recovered after a failed save" + _decided(meta.get("decided_at")),
+                                None if base is None else int(base), author,
+                                _source(meta.get("source")),   # (absent from older files: not said)
+                                tuple(str(d) for d in meta.get("may_land") or ()))
+                if busy >= BUSY_IN_A_ROW:
+                    waiting.append(replay)   # the database is locked: not tried, it waits with the others
+                    continue
+                try:
+                    kind, _saved = self.replay(replay, wait_s)
+                except StorageBusy as exc:
+                    log.warning("%s: the database is busy (%s): the label waits", meta_path, exc)
+                    busy += 1
+                    waiting.append(replay)
+                    continue
+                busy = 0
+                if kind == ASIDE:
+                    aside += 1
+                else:
+                    saved += 1
             except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
-            meta_path.unlink(missing_ok=True)
-            meta_path.with_suffix(".npz").unlink(missing_ok=True)
-        return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable else None, unreadable)
+        return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable else None, unreadable,
+                         tuple(waiting))
+
+    def replay(self, r: Replay, wait_s: float | None = None) -> tuple[str, Saved | None]:
+        """Save one recovery file's label on the revision it was made on, under the inspector who made it (not
+        whoever starts the station next), and remove the file: ("saved", the revision), or ("held", None) where
+        the database holds that label already (the save landed after the file was written), or (``ASIDE``, None)
+        where someone saved the image since: their label stays and the file moves to ``recovery/conflicts``.
+        ``StorageBusy`` (the file stays) where the lock was not had within ``wait_s``; ``recover`` and the
+        window's retry of a label ``recover`` left waiting (``ReviewController.adopt_recovered``) both call it."""
+        image_id, st, note = r.image_id, r.state, r.note
+        saved: Saved | None = None
+        try:
+            saved = self.save(image_id, st, note, expected_revision=r.base, author=r.author, source=r.source,
+                              wait_s=wait_s)
+        except LabelConflict:
+            current = self.db.labels.current(image_id)
+            own = self._own_landing(image_id, r.base, r.author, r.may_land) if current is not None else None
+            if own is not None:  # only this window's own writes landed after the file: replayed on them
+                try:
+                    saved = self.save(image_id, st, note, expected_revision=own, author=r.author, source=r.source,
+                                      wait_s=wait_s)
+                    current = self.db.labels.current(image_id)
+                except LabelConflict:
+                    current = self.db.labels.current(image_id)
+            if saved is None and (current is None or not _label_from_revision(current).same_content(st)):
+                _set_aside(r.path.parent, r.path)
+                return ASIDE, None
+        r.path.unlink(missing_ok=True)
+        r.path.with_suffix(".npz").unlink(missing_ok=True)
+        return ("saved", saved) if saved is not None else ("held", None)
+
+    def drop_recovery(self, r: Replay) -> None:
+        """Remove a recovery file whose label a newer one of this window replaces (made on top of it, on screen)."""
+        for path in (r.path, r.path.with_suffix(".npz")):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove %s: %s (it is replayed at the next start, or set aside)", path, exc)
 
     def _other_image(self, image_id: int, meta: dict[str, Any]) -> str | None:
         """Why the image ``meta``'s label was made on is not ``image_id``'s now (None: it is, or the file does not
@@ -990,17 +1033,18 @@ class ReviewService:
         size = stored_size(path) if path is not None else None  # as stored, not EXIF-turned (the session-46 review)
         return (size[1], size[0]) if size else None
 
-    def _own_landing(self, image_id: int, base: Any, meta: dict[str, Any]) -> int | None:
+    def _own_landing(self, image_id: int, base: int | None, author: str | None, may_land: tuple[str, ...]
+                     ) -> int | None:
         """The image's current revision when every revision saved after ``base`` is one of the labels the file's
         window still had on its way (``may_land``: same author, same content): closing without waiting for them,
         the window based its file on the revision before them, and they landed afterwards. Seen by a session-43
         probe: the newest edit was set aside at the next start as if another station had labelled the image.
         None otherwise (someone else saved it: their label stays)."""
-        landing = set(meta.get("may_land") or ())
+        landing = set(may_land)
         if not landing or base is None:
             return None
-        after = [r for r in self.db.labels.history(image_id) if r.revision > int(base)]
-        if not after or any(r.author != meta.get("author")
+        after = [r for r in self.db.labels.history(image_id) if r.revision > base]
+        if not after or any(r.author != author
                             or _label_from_revision(r).content_digest() not in landing for r in after):
             return None
         return max(r.revision for r in after)
@@ -1051,6 +1095,25 @@ class Recovered:
     kept_aside: int = 0
     aside: str | None = None
     unreadable: int = 0
+    waiting: tuple[Replay, ...] = ()   # refused as busy: still in their files, for the window to keep and retry
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A recovery file's label, read and checked against the picture now, ready for ``ReviewService.replay``."""
+
+    path: Path                  # its JSON (the masks beside it: .npz)
+    image_id: int
+    state: LabelState
+    note: str                   # "recovered after a failed save (decided …)"
+    base: int | None            # the revision it was made on (None: not known)
+    author: str | None          # who made it
+    source: str | None          # how the image came to be labelled
+    may_land: tuple[str, ...]   # content digests of the writes its window still had on their way
+
+
+ASIDE = "aside"    # ``replay``: someone saved the image since; the file went to recovery/conflicts
+BUSY_IN_A_ROW = 2  # refusals for the lock in a row after which ``recover`` tries no more files (SQLite: all locked)
 
 
 

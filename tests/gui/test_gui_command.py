@@ -239,3 +239,49 @@ def test_the_window_opens_as_it_was_left(folder, tmp_path, qtbot):
     left, back = seen
     assert left[0] == 600 and left[1] > 150   # the default Folders dock is 90 high
     assert back == (*left, False, True)
+
+
+def test_a_database_locked_at_start_holds_no_window_and_the_labels_kept_from_before_wait_and_land(
+        db_url, folder, artifacts, qtbot):
+    """A session-52 audit: with the SQLite file still locked by another program at the next start and three labels
+    left in recovery files, the GUI thread stood still 40 s before any window appeared (the busy timeout for each
+    file's replay and for the settings' copy), then nothing said so, the images showed unreviewed and nothing tried
+    the files again that session. Now the start waits briefly, the labels wait with the window's own ("not saved
+    yet — retrying", said at start) and its retry saves them, under their author, once the database accepts writes."""
+    import sqlite3
+    import time
+
+    from app.gui.settings_store import StationSettings
+    from app.services.review import ReviewService, ReviewSettings, recovery_dir
+    from app.services.review_types import LabelState, QueueFilter
+    from database.engine import open_database
+    db = open_database(db_url)   # the station's own busy timeout (10 s)
+    alice = ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+    info = alice.open_folder(folder)
+    ids = [it.image_id for it in alice.queue(QueueFilter(folder_id=info.id))][:3]
+    alice.write_recovery({i: LabelState(class_name="scratches", review_state="corrected") for i in ids},
+                         bases={i: 0 for i in ids})
+    holder = sqlite3.connect(db.sa_url.database, timeout=0.1, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")   # another program holds the write lock
+    try:
+        began = time.monotonic()
+        win = gui.build_window(db, StationSettings(reviewer="bob"), db_url, interactive=False, jobs=False)
+        took = time.monotonic() - began
+        qtbot.addWidget(win)
+        win.show()
+        assert took < 5, took
+        assert sorted(win.review.pending()) == sorted(ids)
+        assert "3 labels not saved yet" in win.status.pending.text()
+        assert "3 labels kept from an earlier session wait: the database is busy" in win.statusBar().currentMessage()
+        assert len(list(recovery_dir().glob("*.json"))) == 3   # kept until saved
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=15000)   # the window's retry
+    assert not list(recovery_dir().glob("*.*"))
+    for image_id in ids:
+        label = alice.detail(image_id).label
+        assert (label.class_name, label.review_state, label.author) == ("scratches", "corrected", "alice")
+    assert win.status.pending.text() == ""
+    win.close()
+    db.close()

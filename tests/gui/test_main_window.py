@@ -621,6 +621,36 @@ def test_close_now_keeps_the_waiting_label_in_a_recovery_file(db_url, folder, ar
     db.close()
 
 
+def test_a_label_left_in_a_recovery_file_that_the_start_could_not_save_is_shown_and_an_edit_on_it_replaces_it(
+        db_url, folder, artifacts, qtbot):
+    """A session-52 audit: a label an earlier session kept in a recovery file, refused at the next start by a database
+    another program held locked, showed nowhere (the image read unreviewed) until some later start. Now the window
+    keeps it waiting with its own (``adopt_recovered``): its image shows it, and an edit made on top of it replaces
+    it, its file removed (the next start would replay the file, then set the newer label aside as made on an
+    older revision)."""
+    from app.services.review import recovery_dir
+    from app.services.review_types import LabelState
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")},
+                           bases={image_id: 0})
+    out = service.recover(wait_s=0.05)
+    assert (out.saved, len(out.waiting)) == (0, 1) and len(list(recovery_dir().glob("*.json"))) == 1
+    win.review.adopt_recovered(out.waiting)
+    assert "1 label not saved yet" in win.status.pending.text()
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == "scratches",
+                    timeout=5000)
+    win.review.set_class(CLASSES[1])   # on top of it
+    assert not list(recovery_dir().glob("*.*"))
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=10000)
+    assert [(r.class_name, r.review_state) for r in service.history(image_id)] == [(CLASSES[1], "corrected")]
+    win.close()
+    db.close()
+
+
 def test_a_label_next_label_kept_in_a_recovery_file_keeps_its_source(service, db, folder, artifacts, qtbot,
                                                                      monkeypatch, tmp_path):
     """A session-51 audit: a label made on a "label next" proposal while the database refused it, kept in a recovery
