@@ -282,6 +282,13 @@ class Database:
         return self.sa_url.render_as_string(hide_password=True)
 
     @property
+    def file(self) -> Path | None:
+        """The SQLite file opened, as an absolute path (None: a server, an in-memory or URI-style database). One file
+        is one database however its URL was spelled (relative, absolute, ``~``): what a record of "this database"
+        kept outside it compares (a recovery file, ``ReviewService.recover``)."""
+        return self._file
+
+    @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 

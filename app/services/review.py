@@ -48,6 +48,7 @@ from app.services.review_types import (
     Saved,
     StateMove,
 )
+from database.engine import sqlite_file
 from database.labels import trace_of
 from inference import families
 from inference.model_limits import read_json_bounded
@@ -854,6 +855,7 @@ class ReviewService:
                     "decided_at": (decided or {}).get(image_id, datetime.now(timezone.utc)).isoformat(
                         timespec="seconds"),
                     "author": self.settings.author, "db": self.db.url,
+                    "db_file": None if self.db.file is None else str(self.db.file),   # (``_this_database``)
                     "base_revision": (bases or {}).get(image_id),
                     "may_land": list((landing or {}).get(image_id, [])),
                     "path": path, "content_hash": digest, "source": (sources or {}).get(image_id)}
@@ -903,7 +905,7 @@ class ReviewService:
                     meta = read_json_bounded(meta_path)   # (a few hundred bytes: a large or deep file is not one)
                     if not isinstance(meta, dict):
                         raise ValueError("not a recovery file")
-                    if meta.get("db") != self.db.url:
+                    if not self._this_database(meta):
                         continue
                     arrays = recovery_arrays(meta_path.with_suffix(".npz"))
                     int(meta["image_id"])
@@ -1002,6 +1004,29 @@ class ReviewService:
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 log.warning("could not remove %s: %s (it is replayed at the next start, or set aside)", path, exc)
+
+    def _this_database(self, meta: dict[str, Any]) -> bool:
+        """Whether a recovery file was written on this database. For SQLite: on this file, however either URL was
+        spelled (a session-52 audit: a label kept by a station started with ``sqlite:///line3.sqlite`` was never
+        replayed by one opening the same file as ``sqlite:////abs/line3.sqlite``, nor the other way round, and two
+        files both opened as ``sqlite:///line3.sqlite`` from different folders took each other's). A file written
+        before it recorded the database's file (``db_file``) is this one's by its URL as written, or by the file
+        that URL names read from the folder the station runs in."""
+        here = self.db.file
+        if here is None:
+            return meta.get("db") == self.db.url
+        recorded = meta.get("db_file")
+        if not isinstance(recorded, str):
+            if meta.get("db") == self.db.url:
+                return True
+            named = sqlite_file(meta["db"]) if isinstance(meta.get("db"), str) else None
+            if named is None:
+                return False
+            recorded = str(named)
+        try:
+            return Path(recorded).expanduser().resolve() == here.resolve()
+        except (OSError, RuntimeError, ValueError):   # a path no system reads (a loop of links, a NUL): not this one
+            return False
 
     def _other_image(self, image_id: int, meta: dict[str, Any]) -> str | None:
         """Why the image ``meta``'s label was made on is not ``image_id``'s now (None: it is, or the file does not

@@ -1,6 +1,8 @@
 """ReviewService without Qt: queue filters and orders, revisions, accept, flags, recovery."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlalchemy import event
@@ -551,3 +553,52 @@ def test_undoing_f_meanwhile_a_threshold_change_leaves_the_models_flag_of_now(se
     item = service.item(image)
     assert item.flag_override is None and item.flag_by is None
     assert item.flagged, f"{when}: the models flag it with the thresholds of now"
+
+
+def test_a_recovery_file_is_replayed_on_its_sqlite_file_however_the_url_is_spelled(folder, artifacts, tmp_path,
+                                                                                    monkeypatch):
+    """A session-52 audit: a label kept in a recovery file by a station started with ``sqlite:///line3.sqlite`` was
+    never replayed when the same file was opened as ``sqlite:////abs/line3.sqlite`` (the URLs' texts were compared),
+    while docs/database.md promises the replay on the file at that path; and another folder's file opened by the
+    same relative text would have taken it. Now the file is compared, and older files (the URL text alone) still
+    replay."""
+    import json
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+
+    def kept_in(where: str, url: str, rec: Path, old_file: bool = False) -> int:
+        (tmp_path / where).mkdir(exist_ok=True)
+        monkeypatch.chdir(tmp_path / where)
+        db = open_database(url)
+        service = ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+        image_id = service.queue(QueueFilter(folder_id=service.open_folder(folder).id))[0].image_id
+        service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec,
+                               bases={image_id: 0})
+        if old_file:   # written before the file was recorded
+            for path in rec.glob("*.json"):
+                meta = json.loads(path.read_text())
+                del meta["db_file"]
+                path.write_text(json.dumps(meta))
+        db.close()
+        return image_id
+
+    def replayed(where: str, url: str, rec: Path) -> int:
+        (tmp_path / where).mkdir(exist_ok=True)
+        monkeypatch.chdir(tmp_path / where)
+        db = open_database(url)
+        try:
+            service = ReviewService(db, ReviewSettings(reviewer="bob"), artifacts=artifacts)
+            service.open_folder(folder)   # the same pictures (b's database indexes them too)
+            return service.recover(rec).saved
+        finally:
+            db.close()
+
+    line3 = (tmp_path / "a" / "line3.sqlite").as_posix()
+    kept_in("a", "sqlite:///line3.sqlite", tmp_path / "r1")
+    assert replayed("b", "sqlite:///line3.sqlite", tmp_path / "r1") == 0   # another folder's line3: not its label
+    assert replayed("b", f"sqlite:///{line3}", tmp_path / "r1") == 1       # the same file by its absolute URL
+    kept_in("a", f"sqlite:///{line3}", tmp_path / "r2")
+    assert replayed("a", "sqlite:///line3.sqlite", tmp_path / "r2") == 1   # and the other way round
+    kept_in("a", "sqlite:///line3.sqlite", tmp_path / "r3", old_file=True)
+    assert replayed("a", f"sqlite:///{line3}", tmp_path / "r3") == 1       # an older file: its URL read from here
