@@ -13,10 +13,15 @@ from inference.model_limits import parse_json
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as ``path``, whole or not at all: a write that fails (a full disk) leaves no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class JsonFileError(ValueError):

@@ -861,10 +861,18 @@ class ReviewService:
                     "path": path, "content_hash": digest, "source": (sources or {}).get(image_id)}
             arrays = {k: v.astype(bool) for k, v in (("mask", st.mask), ("region", st.anomaly_region))
                       if v is not None}
-            np.savez_compressed(base.with_suffix(".npz"), **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
-            written.append(base.with_suffix(".npz"))
-            write_json_atomic(base.with_suffix(".json"), meta)   # whole or not at all (``recover`` reads *.json)
-            written.append(base.with_suffix(".json"))
+            masks, part = base.with_suffix(".npz"), base.with_suffix(".npz.tmp")
+            try:  # a failed write (a full disk) leaves nothing: its masks stayed without a JSON, which no
+                # start looks for, forever (a session-52 audit)
+                with open(part, "wb") as fh:
+                    np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
+                part.replace(masks)
+                write_json_atomic(base.with_suffix(".json"), meta)   # whole or not at all (``recover`` reads *.json)
+            except BaseException:
+                for left in (part, masks):
+                    left.unlink(missing_ok=True)
+                raise
+            written += [masks, base.with_suffix(".json")]
         return written
 
     def label_watermark(self) -> int:
@@ -897,6 +905,7 @@ class ReviewService:
         thread for the busy timeout per file, 30 s for three files before any window appeared (a session-52
         audit). The window keeps those waiting with its own labels and its retry saves them (``replay``)."""
         root = folder or recovery_dir()
+        _sweep_leftovers(root)
         saved, aside, unreadable, busy = 0, 0, 0, 0
         waiting: list[Replay] = []
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
@@ -1083,6 +1092,24 @@ def _set_aside(root: Path, meta_path: Path) -> None:
             path.replace(root / CONFLICTS / path.name)
 
 
+def _sweep_leftovers(root: Path) -> None:
+    """Remove what failed or killed writes of recovery files left in ``root`` and its ``conflicts``: masks without
+    their JSON, temporary files. Only those older than ``LEFTOVER_AGE_S``: a station sharing this home may be
+    writing the pair right now (the masks go first, the JSON after them)."""
+    now = time.time()
+    for folder in (root, root / CONFLICTS):
+        for path in [*folder.glob("*.npz"), *folder.glob("*.tmp")] if folder.is_dir() else []:
+            try:
+                if path.suffix == ".npz" and path.with_suffix(".json").exists() \
+                        or now - path.stat().st_mtime < LEFTOVER_AGE_S:
+                    continue
+                path.unlink()
+            except OSError as exc:   # gone meanwhile, or not ours to remove: the next start looks again
+                log.debug("recovery leftover %s: %s", path, exc)
+                continue
+            log.info("removed %s: left by a recovery file's failed write", path)
+
+
 def recovery_arrays(path: Path) -> dict[str, np.ndarray]:
     """The masks of a recovery file, each checked from its header before it is read: a 2-D array of at most
     ``MAX_PIXELS`` (a session-46 probe: a 299 KB file holding a 16000 x 16000 mask took 2.3 GB at start-up).
@@ -1138,6 +1165,7 @@ class Replay:
 
 
 ASIDE = "aside"    # ``replay``: someone saved the image since; the file went to recovery/conflicts
+LEFTOVER_AGE_S = 3600.0  # masks without their JSON this old are a failed write's, not one on its way (``recover``)
 BUSY_IN_A_ROW = 2  # refusals for the lock in a row after which ``recover`` tries no more files (SQLite: all locked)
 
 

@@ -602,3 +602,49 @@ def test_a_recovery_file_is_replayed_on_its_sqlite_file_however_the_url_is_spell
     assert replayed("a", "sqlite:///line3.sqlite", tmp_path / "r2") == 1   # and the other way round
     kept_in("a", "sqlite:///line3.sqlite", tmp_path / "r3", old_file=True)
     assert replayed("a", f"sqlite:///{line3}", tmp_path / "r3") == 1       # an older file: its URL read from here
+
+
+@pytest.mark.parametrize("fails", ["masks", "json"])
+def test_a_recovery_file_whose_write_fails_leaves_nothing_and_leftovers_are_swept(service, seeded, tmp_path,
+                                                                                  monkeypatch, fails):
+    """A session-52 audit: on a full disk the failed recovery writes left masks (.npz) with no JSON beside them, and
+    ``recover`` looks only for the JSON, so they stayed in recovery/ forever. Now a failed write removes its pair,
+    and ``recover`` removes such leftovers once they are old enough not to be a pair being written right now."""
+    import errno
+    import os
+    import time
+
+    import app.services.review as review
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[0].image_id
+    rec = tmp_path / "rec"
+    full = OSError(errno.ENOSPC, "No space left on device")
+    if fails == "masks":
+        real = np.savez_compressed
+
+        def half_written(file, **arrays):
+            real(file, **arrays)
+            raise full
+        monkeypatch.setattr(np, "savez_compressed", half_written)
+    else:
+        def no_json(path, data):
+            raise full
+        monkeypatch.setattr(review, "write_json_atomic", no_json)
+    with pytest.raises(OSError, match="No space"):
+        service.write_recovery({image_id: LabelState(class_name="scratches", mask=np.eye(64, dtype=bool),
+                                                     review_state="corrected")}, rec, bases={image_id: 0})
+    assert not list(rec.iterdir())
+    monkeypatch.undo()
+    # what an earlier version left (or a station killed between the masks and the JSON): swept once old
+    (rec / "conflicts").mkdir()
+    np.savez_compressed(rec / "20260101-000000-image1-aaaa.npz", mask=np.eye(8, dtype=bool))
+    np.savez_compressed(rec / "conflicts" / "20260101-000000-image2-bbbb.npz", mask=np.eye(8, dtype=bool))
+    (rec / "20260101-000000-image3-cccc.json.tmp").write_text("{")
+    np.savez_compressed(rec / "20260101-000000-image4-dddd.npz", mask=np.eye(8, dtype=bool))  # its JSON on its way
+    service.write_recovery({image_id: LabelState(class_name="scratches", mask=np.eye(64, dtype=bool),
+                                                 review_state="corrected")}, rec, bases={image_id: 0})
+    hours_ago = time.time() - 2 * 3600
+    for path in rec.rglob("*"):
+        if path.is_file() and "image4" not in path.name:
+            os.utime(path, (hours_ago, hours_ago))
+    assert service.recover(rec).saved == 1   # a whole pair, however old, is replayed
+    assert sorted(p.name for p in rec.rglob("*") if p.is_file()) == ["20260101-000000-image4-dddd.npz"]
