@@ -33,7 +33,7 @@ from app.services.child_command import pid_alive
 from app.services.display import encode_mask_png
 from app.services.flags import FlagSettings, flag_result
 from app.services.model_files import local_model_dir
-from app.services.prelabel import PRELABEL, UNLOADABLE
+from app.services.prelabel import PRELABEL, UNLOADABLE, refresh_bundled
 from app.services.project_settings import load_project_settings
 from app.services.reflag import reflag_where
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
@@ -306,6 +306,11 @@ class Worker:
         if engine is not None:
             self._engines.move_to_end(key)
             return engine
+        # A bundled model the install's update replaced is retired first (its one home, ``refresh_bundled``), so a job
+        # queued before the update, naming the old version, fails as that version's ("replaced by an update …;
+        # pre-label again") instead of storing the new files' answers under it: a session-52 audit's updated worker
+        # did, and the next listing retired the old version with them, leaving the new one none for those images.
+        refresh_bundled(self.db)
         dirs = {}
         for family, vid in versions.items():
             v = self.db.model_versions.get(int(vid))

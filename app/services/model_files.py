@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -122,6 +123,15 @@ def held_by_another(versions: "Iterable[ModelVersionInfo]", version: "ModelVersi
                if v.family == version.family and v.id != version.id)
 
 
+def registered_card_is_here(version: "ModelVersionInfo", local: Path) -> bool:
+    """Whether a bundled version registered before fingerprints were kept is the model in ``local`` (this install's
+    copy): its stored card is the one on disk, or it stored none (before 2026-11-23). Such a row has no fingerprint to
+    compare, so its card is what tells a model an update replaced (ADR 0079); ``refresh_bundled`` adopts the files of
+    a row this holds for and retires the others, and ``_on_disk_here`` loads no other files for it."""
+    from app.services.prelabel import read_card
+    return not version.card or version.card == json.loads(json.dumps(read_card(local)))
+
+
 def _model_file(path: Path) -> bool:
     """A file a link is followed for: one inference reads, by its name (``LINKED_NAMES``) and by what it holds (a
     safetensors header, a JSON object). A Hugging Face or DVC cache folder links its config, card and weights so (the
@@ -223,19 +233,27 @@ def _on_disk_here(db: "Database", version: "ModelVersionInfo") -> Path | None:
     if isinstance(replaced, dict):  # a bundled model the install's update replaced: its files are gone
         raise ModelFilesError(f"the {version.family} model {version.name!r} was replaced by an update of the station "
                               f"(its files are gone; {replaced.get('by_update_of')!r} holds the new ones): it can no "
-                              "longer run")
+                              "longer run; pre-label again to run the new one")
     path = Path(version.checkpoint_path)
     if version.bundled:   # this install's copy first: an older install left on disk at the registered path is not it
         local = bundled_copy(version) or (path if (path / "config.json").is_file() else None)
+        if local is None:
+            return None
         stored = version.config.get(BUNDLE_FINGERPRINT)
-        if local is not None and stored and (here := folder_fingerprint(local)) != stored:
+        # A row registered before fingerprints were kept is told by its card: a job an older station queued, run by
+        # the updated worker, stored the new bundle's answers under the old row, which had no fingerprint to check,
+        # and the next listing retired the row with those answers (a session-52 audit).
+        if stored is None and not registered_card_is_here(version, local):
+            older = False
+        elif stored and (here := folder_fingerprint(local)) != stored:
             older = held_by_another(db.model_versions.list(version.family), version, here)
-            raise ModelFilesError(
-                f"this install's copy of the bundled {version.family} model {version.name!r} holds other files than "
-                "the ones registered with it: " + (
-                    "this station is older than the one that registered them; update this station" if older else
-                    "the station was updated; pre-label again, which registers the update as a new version"))
-        return local
+        else:
+            return local
+        raise ModelFilesError(
+            f"this install's copy of the bundled {version.family} model {version.name!r} holds other files than "
+            "the ones registered with it: " + (
+                "this station is older than the one that registered them; update this station" if older else
+                "the station was updated; pre-label again, which registers the update as a new version"))
     if not (path / "config.json").is_file():
         return None
     listed = [] if version.bundled else db.model_versions.file_list(version.id)

@@ -10,7 +10,6 @@ changed mid-job applies to the rest of the job as ``reflag`` applies it to what 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -135,6 +134,7 @@ def refresh_bundled(db: "Database") -> list[BundledNote]:
         bundled_copy,
         folder_fingerprint,
         held_by_another,
+        registered_card_is_here,
     )
 
     said = []
@@ -158,7 +158,7 @@ def refresh_bundled(db: "Database") -> list[BundledNote]:
                                     "it", outdated=True, runs=version.active or _named_anywhere(db, version)))
             continue
         card = read_card(local)
-        if stored is None and (not version.card or version.card == json.loads(json.dumps(card))):
+        if stored is None and registered_card_is_here(version, local):
             # the same model, registered before fingerprints were kept (and, before 2026-11-23, with no card)
             db.model_versions.set_config(version.id, {BUNDLE_FINGERPRINT: fingerprint},
                                          card=None if version.card else card)

@@ -177,3 +177,65 @@ def test_a_linked_json_object_inference_does_not_read_is_left_out(tmp_path) -> N
     from inference.checkpoints import CARD, CONFIG, WEIGHTS
     from inference.domain import DOMAIN_JSON, DOMAIN_WEIGHTS
     assert LINKED_NAMES == {CONFIG, CARD, WEIGHTS, DOMAIN_JSON, DOMAIN_WEIGHTS}
+
+
+def _updated_install(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch, db):
+    """This install's bundled ``segmenter-sirst-v3`` (a tiny model) and the row an older install registered for it
+    before fingerprints were kept: at its own folder, with its own card and no fingerprint (``config`` {})."""
+    import json
+
+    from app.services import model_files
+    root = tmp_path / "install" / "models"
+    here = Path(shutil.copytree(tiny_models["segmenter"], root / "segmenter-sirst-v3"))
+    (here / "card.json").write_text(json.dumps({"retrained": "80 epochs"}))   # the update's card
+    monkeypatch.setattr("inference.bundled.BUNDLED_ROOT", root)
+    monkeypatch.setattr(model_files, "_FINGERPRINTS", {})
+    old = db.model_versions.register("segmenter", here.name, "/opt/station-1.4/resources/models/segmenter-sirst-v3",
+                                     bundled=True, activate=True, card={"retrained": "40 epochs"})
+    assert old.config == {}
+    return here, old
+
+
+def test_a_job_queued_before_an_update_does_not_file_the_new_bundles_answers_under_the_old_version(
+        db, tiny_models, tmp_path, monkeypatch) -> None:
+    """A session-52 audit: a pre-label job the old station queued was run by the updated worker, which loaded the
+    install's new segmenter-sirst-v3 and stored its answers under the old version row (registered before fingerprints
+    were kept, so nothing was checked); the next `models list` retired that row as "segmenter-sirst-v3 (until …)" with
+    those answers, and the new version had none for the images. Now the worker retires the replaced bundle before it
+    loads models, the job's images fail with that reason, and pre-labelling again answers with the new version."""
+    here, old = _updated_install(tiny_models, tmp_path, monkeypatch, db)
+    good_images(tmp_path / "imgs", 2)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    job = submit_prelabel(db, folder_id=folder, families=["segmenter"])   # as the station before the update queued it
+    assert db.jobs.get(job).params["model_versions"] == {"segmenter": old.id}
+    worker = Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=ArtifactStore(tmp_path / "a"))
+    worker.run(once=True)
+    ids = [im.id for im in db.images.query()]
+    assert db.predictions.for_images(ids, old.id) == {}   # before: both images' new answers, filed under the old row
+    retired = db.model_versions.get(old.id)
+    assert retired.name.startswith("segmenter-sirst-v3 (until ") and not retired.bundled
+    reasons = {it.error for it in db.jobs.failed_items(job)}
+    assert len(db.jobs.failed_items(job)) == 2 and len(reasons) == 1
+    [reason] = reasons
+    assert reason.startswith("model cannot be loaded: ") and "was replaced by an update of the station" in reason
+    assert reason.endswith("pre-label again to run the new one")
+    new = db.model_versions.active("segmenter")
+    assert new.id != old.id and new.name == here.name and Path(new.checkpoint_path) == here
+    from app.services.prelabel import submit_routed_prelabel
+    submit_routed_prelabel(db, folder_id=folder, families=["segmenter"])
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=ArtifactStore(tmp_path / "a")).run(once=True)
+    assert set(db.predictions.for_images(ids, new.id)) == set(ids)
+
+
+def test_a_bundled_row_without_a_fingerprint_never_loads_an_updated_installs_files(db, tiny_models, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """The same session-52 audit: with no fingerprint stored, a bundled row ran whatever this install held under its
+    name. A row whose stored card is not the one on disk is now refused, as one whose fingerprint differs is; one
+    whose card is the one on disk runs this install's copy."""
+    import json
+    here, old = _updated_install(tiny_models, tmp_path, monkeypatch, db)
+    with pytest.raises(ModelFilesError, match="holds other files than the ones registered with it: the station was "
+                                              "updated; pre-label again"):
+        local_model_dir(db, old)
+    (here / "card.json").write_text(json.dumps(old.card))   # the same model: its card is the one registered
+    assert local_model_dir(db, db.model_versions.get(old.id)) == here
