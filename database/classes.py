@@ -38,13 +38,14 @@ class ClassRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def list(self, task: str) -> builtins.list[ClassInfo]:
-        with self.db.session() as s:
-            rows = s.scalars(select(TaskClass).where(TaskClass.task == task).order_by(TaskClass.index))
-            return [to_dto(r, ClassInfo) for r in rows]
+    def list(self, task: str, s: Session | None = None) -> builtins.list[ClassInfo]:
+        """The task's classes in order; ``s``: read in that transaction (``Database.reading``)."""
+        with self.db.reading(s) as r:
+            rows = r.scalars(select(TaskClass).where(TaskClass.task == task).order_by(TaskClass.index))
+            return [to_dto(row, ClassInfo) for row in rows]
 
-    def names(self, task: str) -> builtins.list[str]:
-        return [c.name for c in self.list(task)]
+    def names(self, task: str, s: Session | None = None) -> builtins.list[str]:
+        return [c.name for c in self.list(task, s)]
 
     def set(self, task: str, names: Sequence[str], expected: Sequence[str] | None = None) -> builtins.list[ClassInfo]:
         """Replace the task's classes by ``names`` in this order (labels keep their names). ``expected``: the list the

@@ -319,6 +319,19 @@ class Database:
                 raise unreadable(exc, self.sa_url) from exc
             raise
 
+    @contextmanager
+    def reading(self, s: Session | None = None) -> Iterator[Session]:
+        """A read in the caller's transaction ``s`` (left open: the caller commits it), or without one in a
+        transaction of its own (``session()``). Why: a reader called inside a write transaction must read through it,
+        under its lock and in it: on an in-memory SQLite database every session of a thread shares one connection,
+        and a second session's BEGIN inside the open one failed ("cannot start a transaction within a transaction":
+        every re-flag, a session-52 audit)."""
+        if s is not None:
+            yield s
+            return
+        with self.session() as own:
+            yield own
+
     def _check_same_file(self) -> None:
         """Raise ``FileReplacedError`` when the file at the opened path is not the one opened (one ``stat``)."""
         assert self._file is not None

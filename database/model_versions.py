@@ -70,9 +70,10 @@ class ModelVersionRepository:
                 _make_challenger(s, row)
             return _dto(row)
 
-    def get(self, version_id: int) -> ModelVersionInfo | None:
-        with self.db.session() as s:
-            row = s.get(ModelVersion, version_id)
+    def get(self, version_id: int, s: Session | None = None) -> ModelVersionInfo | None:
+        """The version, or None; ``s``: read in that transaction (``Database.reading``)."""
+        with self.db.reading(s) as r:
+            row = r.get(ModelVersion, version_id)
             return None if row is None else _dto(row)
 
     def by_name(self, family: str, name: str) -> ModelVersionInfo | None:

@@ -173,21 +173,22 @@ class PredictionRepository:
         return out
 
     def flag_inputs(self, image_ids: Sequence[int], family: str | None = None,
-                    model_version_id: int | None = None) -> dict[int, PredictionInfo]:
+                    model_version_id: int | None = None, s: Session | None = None) -> dict[int, PredictionInfo]:
         """What the flag rules read of a page of images' predictions, by image id: the family's that count (or one
         version's), read as plain columns — no mask, no ORM object (re-flagging 100,000 images spent 13 of its 19 s
         building full objects, masks included: benchmarks/results/reflag.md). ``mask_png`` and the references are
-        None here: never write these back (``reflag`` changes the flags alone)."""
+        None here: never write these back (``reflag`` changes the flags alone). ``s``: read in that transaction
+        (``Database.reading``: a re-flag's own)."""
         cols = (Prediction.id, Prediction.image_id, Prediction.model_version_id, Prediction.class_scores,
                 Prediction.predicted_class, Prediction.confidence, Prediction.target_count, Prediction.anomaly_score,
                 Prediction.flags, Prediction.created_at, Prediction.in_domain, Prediction.current_family)
         which = Prediction.current_family == family if model_version_id is None \
             else Prediction.model_version_id == model_version_id
         out: dict[int, PredictionInfo] = {}
-        with self.db.session() as s:
+        with self.db.reading(s) as r:
             for part in chunks(list(image_ids)):
                 for (pid, image_id, version_id, scores, cls, conf, targets, score, flags, created, in_domain,
-                     current) in s.execute(select(*cols).where(Prediction.image_id.in_(part), which)):
+                     current) in r.execute(select(*cols).where(Prediction.image_id.in_(part), which)):
                     out[image_id] = PredictionInfo(
                         id=pid, image_id=image_id, model_version_id=version_id, class_scores=scores,
                         predicted_class=cls, confidence=conf, mask_png=None, mask_ref=None, target_count=targets,
@@ -195,10 +196,12 @@ class PredictionRepository:
                         in_domain=in_domain, current_family=current)
         return out
 
-    def reflag(self, folder_id: int, work: Callable[[], FlagWrites]) -> tuple[int, int, int]:
+    def reflag(self, folder_id: int, work: Callable[[Session], FlagWrites]) -> tuple[int, int, int]:
         """One re-flag of some of ``folder_id``'s images, in one write transaction: the folder's index lock first
-        (``lock_folder_indexes``; on SQLite the write transaction is the lock), then ``work``, which reads the
-        thresholds and the answers and returns what to write — the images the models flag, those they do not, each
+        (``lock_folder_indexes``; on SQLite the write transaction is the lock), then ``work``, given that transaction,
+        which reads the thresholds and the answers through it (``Database.reading``: every read under the lock, and an
+        in-memory database, whose sessions share one connection, refused a second transaction inside this one, a
+        session-52 audit) and returns what to write — the images the models flag, those they do not, each
         image's priority, and prediction id -> its flag reasons, written alone (the answer, its masks and its time
         stay) — then the writes. Why all inside: two re-flags of a folder at once (a threshold change at two
         stations, Settings' OK while the worker re-flags) each read, then wrote, and the one that read first could
@@ -207,7 +210,7 @@ class PredictionRepository:
         flagged."""
         with self.db.session(write=True) as s:
             lock_folder_indexes(s, [folder_id])
-            flagged, clear, priorities, flags = work()
+            flagged, clear, priorities, flags = work(s)
             now_flagged = write_models_flag(s, flagged, True)
             unflagged = write_models_flag(s, clear, False)
             write_priorities(s, priorities)

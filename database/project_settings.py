@@ -28,10 +28,11 @@ class ProjectSettingRepository:
     def __init__(self, db: "Database") -> None:
         self.db = db
 
-    def all(self) -> dict[str, Any]:
-        """Every stored setting, key -> JSON value (absent keys mean the caller's default)."""
-        with self.db.session() as s:
-            return {row.key: row.value for row in s.scalars(select(ProjectSetting))}
+    def all(self, s: Session | None = None) -> dict[str, Any]:
+        """Every stored setting, key -> JSON value (absent keys mean the caller's default); ``s``: read in that
+        transaction (``Database.reading``)."""
+        with self.db.reading(s) as r:
+            return {row.key: row.value for row in r.scalars(select(ProjectSetting))}
 
     def get(self, key: str, default: Any = None) -> Any:
         with self.db.session() as s:

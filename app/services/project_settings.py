@@ -30,6 +30,8 @@ from database.dto import ImageQuery
 from inference.profiles import NAMES
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from app.services.reflag import Reflagged
     from database.engine import Database
 
@@ -117,10 +119,11 @@ def _parse(stored: Mapping[str, Any]) -> ProjectSettings:
                            maps_folder=maps)
 
 
-def load_project_settings(db: "Database") -> ProjectSettings:
+def load_project_settings(db: "Database", s: "Session | None" = None) -> ProjectSettings:
     """The project's settings (defaults for what was never set; ProjectSettingsError if a stored value is broken;
-    a not yet imported legacy file that cannot be read is passed over, logged: ``adopt_legacy_settings`` says it)."""
-    stored = db.project_settings.all()
+    a not yet imported legacy file that cannot be read is passed over, logged: ``adopt_legacy_settings`` says it).
+    ``s``: read in that transaction (a re-flag's, under its lock: ``reflag.stored_thresholds``)."""
+    stored = db.project_settings.all(s)
     legacy: dict[str, Any] = {}
     for key in (k for k in (FLAGS, ROUTING) if k not in stored):
         try:
@@ -131,7 +134,7 @@ def load_project_settings(db: "Database") -> ProjectSettings:
             log.warning("%s: not read (%s); the project's stored settings apply", key, exc)
     stored = {**legacy, **stored}
     from app.services.project_classes import TASK
-    return replace(_parse(stored), classes=tuple(db.classes.names(TASK)))
+    return replace(_parse(stored), classes=tuple(db.classes.names(TASK, s)))
 
 
 def readable_routing(db: "Database") -> Routing:

@@ -21,6 +21,8 @@ from database.predictions import FlagWrites
 from inference.results import AnomalyResult, ClassResult, ImageResult, SegmentResult
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from database.engine import Database
 
 _EMPTY = np.zeros((0, 0), np.float32)
@@ -71,9 +73,10 @@ def result_from_predictions(image_id: int, preds: Mapping[str, PredictionInfo],
     return ImageResult(key=image_id, path="", classifier=cls, segmenter=seg, anomaly=anom, in_domain=in_domain)
 
 
-# The thresholds a re-flag applies, or how to read them: a reader is called inside the re-flag's lock, so that of two
-# re-flags of a folder at once the later applies what is stored when it runs (``stored_thresholds``).
-Thresholds = FlagSettings | Callable[[], FlagSettings]
+# The thresholds a re-flag applies, or how to read them: a reader is called inside the re-flag's lock, given its
+# transaction to read through, so that of two re-flags of a folder at once the later applies what is stored when it
+# runs (``stored_thresholds``).
+Thresholds = FlagSettings | Callable[["Session"], FlagSettings]
 
 # Images re-flagged per write transaction: on SQLite that transaction holds the database's one write lock while it
 # reads and works out the flags (about 13,000 images a second, benchmarks/results/reflag.md), so every other save
@@ -81,15 +84,15 @@ Thresholds = FlagSettings | Callable[[], FlagSettings]
 REFLAG_CHUNK = 2000
 
 
-def stored_thresholds(db: "Database", fallback: FlagSettings | None = None) -> Callable[[], FlagSettings]:
-    """A reader of the project's thresholds as stored, for a re-flag (``Thresholds``: read inside its lock, not
-    before). Where the stored ones cannot be used, ``fallback`` (what the caller read before), or without one the
-    ``ProjectSettingsError``."""
+def stored_thresholds(db: "Database", fallback: FlagSettings | None = None) -> Callable[["Session"], FlagSettings]:
+    """A reader of the project's thresholds as stored, for a re-flag (``Thresholds``: read inside its lock, in its
+    transaction, not before). Where the stored ones cannot be used, ``fallback`` (what the caller read before), or
+    without one the ``ProjectSettingsError``."""
     from app.services.project_settings import load_project_settings
 
-    def read() -> FlagSettings:
+    def read(s: "Session") -> FlagSettings:
         try:
-            return load_project_settings(db).flags
+            return load_project_settings(db, s).flags
         except ValueError:
             if fallback is None:
                 raise
@@ -110,16 +113,16 @@ def reflag_images(db: "Database", folder_id: int, ids: Sequence[int], settings: 
                   versions: Mapping[str, int] | None = None) -> Reflagged:
     """``reflag_folder`` for some of the folder's images (a re-mark's: those whose answer that counts changed). Each
     ``REFLAG_CHUNK`` images are one transaction that takes the folder's lock, then reads the thresholds (``settings``,
-    or from its reader) and the answers, and writes (``PredictionRepository.reflag``): two re-flags at once wrote in
-    the order they ended, not the order they read, and the older thresholds' flags could be the ones left stored
-    (a session-52 audit)."""
+    or from its reader) and the answers through it, and writes (``PredictionRepository.reflag``): two re-flags at once
+    wrote in the order they ended, not the order they read, and the older thresholds' flags could be the ones left
+    stored (a session-52 audit)."""
     done = Reflagged()
     ids = list(ids)
     for start in range(0, len(ids), REFLAG_CHUNK):
         part = ids[start:start + REFLAG_CHUNK]
 
-        def work(part: Sequence[int] = part) -> FlagWrites:
-            return _models_flags(db, folder_id, part, settings() if callable(settings) else settings, versions)
+        def work(s: "Session", part: Sequence[int] = part) -> FlagWrites:
+            return _models_flags(db, folder_id, part, settings(s) if callable(settings) else settings, versions, s)
         done += Reflagged(*db.predictions.reflag(folder_id, work))
     return done
 
@@ -133,18 +136,19 @@ def models_flag(db: "Database", folder_id: int | None, image_id: int, settings: 
 
 
 def _models_flags(db: "Database", folder_id: int, ids: Sequence[int], settings: FlagSettings,
-                  versions: Mapping[str, int] | None = None) -> FlagWrites:
+                  versions: Mapping[str, int] | None = None, s: "Session | None" = None) -> FlagWrites:
     """The flag rules over the images' stored predictions: the ids they flag, those they do not, each image's
-    priority and the prediction rows whose own flags change (by prediction id)."""
+    priority and the prediction rows whose own flags change (by prediction id). ``s``: read in that transaction (a
+    re-flag's own, ``reflag_images``)."""
     if versions is None:
-        per_family = {f: db.predictions.flag_inputs(ids, family=f) for f in FAMILIES}
+        per_family = {f: db.predictions.flag_inputs(ids, family=f, s=s) for f in FAMILIES}
     else:
-        per_family = {f: db.predictions.flag_inputs(ids, model_version_id=vid) for f, vid in versions.items()}
+        per_family = {f: db.predictions.flag_inputs(ids, model_version_id=vid, s=s) for f, vid in versions.items()}
     card_thresholds: dict[int, float | None] = {}
 
     def anomaly_threshold(version_id: int) -> float | None:
         if version_id not in card_thresholds:
-            v = db.model_versions.get(version_id)
+            v = db.model_versions.get(version_id, s)
             card_thresholds[version_id] = None if v is None else card_threshold(v.card or read_card(Path(v.checkpoint_path)))
         return card_thresholds[version_id]
 

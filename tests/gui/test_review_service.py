@@ -506,7 +506,7 @@ def test_a_class_list_read_while_the_models_are_refreshed_is_not_kept(service, s
     real = service.db.classes.names
     stale = list(real(project_classes.TASK))
 
-    def overtaken(task):
+    def overtaken(task, s=None):
         service.refresh_models()        # the GUI thread, meanwhile: the new list is in
         service.db.classes.set(project_classes.TASK, ("crack", "ok"))
         return stale

@@ -165,8 +165,8 @@ def test_two_stations_saving_two_folders_operating_points_at_once_keep_both(proj
     db, (a, b), vid = project
     real, landed = settings.load_project_settings, []
 
-    def read_then_other_station_saves(database):
-        now = real(database)
+    def read_then_other_station_saves(database, s=None):   # s: a re-flag's transaction (it reads through it)
+        now = real(database, s)
         if not landed:
             landed.append(True)
             save_operating_point(db, b, vid, 0.55, by="bob")  # the other station, meanwhile

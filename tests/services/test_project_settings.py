@@ -155,8 +155,8 @@ def test_a_threshold_change_is_written_over_a_folders_operating_point_saved_mean
     from app.services.project_settings import change_flag_settings, update_flag_settings
     real, landed = settings.load_project_settings, []
 
-    def read_then_other_station_saves(database):
-        now = real(database)
+    def read_then_other_station_saves(database, s=None):   # s: a re-flag's transaction (it reads through it)
+        now = real(database, s)
         if not landed:
             landed.append(True)
             update_flag_settings(db, lambda f: f.with_folder_threshold(FolderThreshold(7, 3, 0.42, None, None)))

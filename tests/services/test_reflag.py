@@ -117,3 +117,35 @@ def test_of_two_threshold_changes_at_once_the_flags_of_the_one_stored_last_stay(
     finally:
         a.close()
         b.close()
+
+
+def test_a_reflag_works_on_an_in_memory_database(tmp_path) -> None:
+    """A session-52 audit: on an in-memory database (``sqlite://``, which the station opens with a warning that it
+    keeps nothing) every re-flag failed with "DatabaseError the in-memory database cannot be used: cannot start a
+    transaction within a transaction" — Settings' OK, an operating point, F's undo and the worker's re-flag after a
+    batch alike: the re-flag read the thresholds, the answers and the anomaly model's card threshold through sessions
+    of their own inside its write transaction, and there every session of a thread shares one connection. Now they are
+    read through the re-flag's own transaction."""
+    from app.services.operating_point import save_operating_point
+    from app.services.reflag import reflag_where, stored_thresholds
+    from app.services.review import ReviewService, ReviewSettings
+    from app.services.review_types import FlagDecision
+
+    db = open_database("sqlite://")
+    try:
+        ids = _two_cracks(db, tmp_path)
+        anomaly = db.model_versions.register("anomaly", "a", str(tmp_path / "none"),
+                                             card={"threshold": {"image": 0.5}}, activate=True)
+        db.predictions.upsert_many([PredictionIn(i, anomaly.id, anomaly_score=0.3) for i in ids])
+        calm = replace(FlagSettings(min_confidence=0.5), good_classes=("crack", "good"))
+        assert change_flag_settings(db, calm) == Reflagged(2, 0, 0)
+        folder = db.folders.list()[0].id
+        assert save_operating_point(db, folder, anomaly.id, 0.2) == Reflagged(2, 2, 0)   # 0.3 > 0.2: flagged
+        assert [db.images.get(i).flagged for i in ids] == [True, True]
+        review = ReviewService(db, ReviewSettings(reviewer="ann"))
+        assert not review.put_flag(ids[0], FlagDecision(False, override=False, by="ann")).flagged
+        assert review.put_flag(ids[0], FlagDecision(True)).flagged   # F undone: the models' flag back
+        assert reflag_where(db, ids, stored_thresholds(db)) == Reflagged(2, 0, 0)   # as the worker's after a batch
+        assert [db.images.get(i).flagged for i in ids] == [True, True]
+    finally:
+        db.close()
