@@ -78,8 +78,11 @@ class ImageMatcher:
         self.folders = {f.id: f for f in folders}
         self.chosen = chosen
         self.names: set[str] = set()  # the names of the folders holding the images
-        # folder name -> records left unmatched that name it, where no indexed folder is so named (said in the preview)
+        # folder name -> records left unmatched that name it, where no indexed folder is so named (said in the preview):
+        # those whose image's bytes were known and found nowhere, and those without any (no copy, no sha256: a
+        # summary.csv an earlier version wrote), which could never match there and are said apart
         self.absent: Counter[str] = Counter()
+        self.absent_unstated: Counter[str] = Counter()
         self.by_path: dict[str, list[ImageInfo]] = {}
         self.by_name: dict[str, list[ImageInfo]] = {}
         self.by_stem: dict[str, list[ImageInfo]] = {}
@@ -124,9 +127,10 @@ class ImageMatcher:
         named = rec.origin.partition("/")[0] if rec.origin else None
         lost = named is not None and named not in self.names and not self.chosen
         within = named if named in self.names and not self.chosen else None
-        found = self._match(rec, _Digest(rec.image_file, rec.content_hash), within, lost)
+        digest = _Digest(rec.image_file, rec.content_hash)
+        found = self._match(rec, digest, within, lost)
         if found is None and lost and named is not None:
-            self.absent[named] += 1
+            (self.absent if digest.value is not None else self.absent_unstated)[named] += 1
         return found
 
     def _match(self, rec: ImportRecord, digest: _Digest, within: str | None, lost: bool) -> Target | None:

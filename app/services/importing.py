@@ -547,7 +547,8 @@ def preview_import(db: Database, source: str | Path, options: ImportOptions,
     return ImportPreview(options.format, Path(source), len(records), tuple(sorted(planned, key=lambda p: p.image)),
                          tuple(unmatched), dict(per_class), dict(planner.class_map), tuple(planner.errors),
                          addable,
-                         (*turned_note(planner.turned), *differ_note(differ), *absent_note(matcher.absent), *hidden_note(hidden),
+                         (*turned_note(planner.turned), *differ_note(differ),
+                          *absent_note(matcher.absent, matcher.absent_unstated), *hidden_note(hidden),
                           *refused_note(refused)),
                          planner.routed_offers(target for _rec, target in matched.values()))
 
@@ -562,16 +563,30 @@ def differ_note(differ: Sequence[str]) -> tuple[str, ...]:
             f"another part under the same name): check them before importing, e.g. {', '.join(differ[:3])}",)
 
 
-def absent_note(absent: Mapping[str, int]) -> tuple[str, ...]:
+def absent_note(absent: Mapping[str, int], unstated: Mapping[str, int]) -> tuple[str, ...]:
     """Records left unmatched because the folder they name is not indexed here (``ImageMatcher.match``): another line's
-    labels, or a copy of the folder under another name, which the person can choose."""
-    if not absent:
-        return ()
-    n, names = sum(absent.values()), sorted(absent)
-    return (f"{plural(n, 'record')} {agree(n, 'names', 'name')} a folder no indexed folder is named "
-            f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) and matched no image here with {agree(n, 'its', 'their')} "
-            f"bytes, so {agree(n, 'it is', 'they are')} left unmatched; to import into a folder of another name, choose it "
-            "(--folder, or the Import dialog's \"this folder\")",)
+    labels, or a copy of the folder under another name, which the person can choose. ``unstated``: those of them that
+    give no bytes of their image (no copy, no sha256: a summary.csv written before the column came), said apart: they
+    were said to have "matched no image here with their bytes", untrue of records that state none, and they can
+    never match there (a session-52 audit)."""
+    def named(counts: Mapping[str, int]) -> str:
+        names = sorted(counts)
+        return f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+    notes: list[str] = []
+    if absent:
+        n = sum(absent.values())
+        notes.append(f"{plural(n, 'record')} {agree(n, 'names', 'name')} a folder no indexed folder is named "
+                     f"({named(absent)}) and matched no image here with {agree(n, 'its', 'their')} bytes, so "
+                     f"{agree(n, 'it is', 'they are')} left unmatched; to import into a folder of another name, choose "
+                     "it (--folder, or the Import dialog's \"this folder\")")
+    if unstated:
+        n = sum(unstated.values())
+        notes.append(f"{plural(n, 'record')} {agree(n, 'names', 'name')} a folder no indexed folder is named "
+                     f"({named(unstated)}), and the dataset neither states a hash of {agree(n, 'its image', 'their images')} "
+                     "nor holds a copy (a summary.csv written by an earlier version has no sha256 column), so "
+                     f"{agree(n, 'it is', 'they are')} left unmatched: choose the folder {agree(n, 'it belongs', 'they belong')} "
+                     "to (--folder, or the Import dialog's \"this folder\")")
+    return tuple(notes)
 
 
 def hidden_note(hidden: Mapping[str, int]) -> tuple[str, ...]:

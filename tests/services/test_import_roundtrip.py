@@ -470,3 +470,48 @@ def test_one_lines_summary_csv_lands_only_on_its_own_folder(tmp_path: Path) -> N
     assert result.preview.errors == () and result.written == 1 and result.preview.unmatched == ("x.png",)
     assert [moved.labels.current(i.id).class_name for i in moved.images.query()] == ["crack"]
     moved.close()
+
+
+def test_an_older_summary_csv_without_hashes_says_to_choose_its_folder(tmp_path: Path) -> None:
+    """A session-52 audit: a summary.csv written by an earlier version (no ``sha256`` column), imported into a station
+    holding its folder under another name, left every row unmatched, and the preview said they "matched no image here
+    with their bytes" — untrue: the table states no bytes, so those rows could never match there. Now the preview says
+    the table states no hashes and to choose the folder they belong to; chosen, they land."""
+    import csv
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from app.services.indexing import index_folder
+    from database import LabelChange, ReviewState, open_database
+    (tmp_path / "site" / "lineA").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "site" / "lineA" / f"x{i}.png"), np.full((8, 8), 60 + 40 * i, np.uint8))
+    first = open_database(f"sqlite:///{(tmp_path / 'first.sqlite').as_posix()}")
+    index_folder(first, tmp_path / "site" / "lineA")
+    for image in first.images.query():
+        first.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="crack"), "ann")
+    export_database(first, tmp_path / "out", ExportOptions(formats=("csv",)))
+    first.close()
+    table = tmp_path / "out" / "summary.csv"
+    with table.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with table.open("w", encoding="utf-8", newline="") as fh:   # as an earlier version wrote it
+        writer = csv.DictWriter(fh, [c for c in rows[0] if c != "sha256"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    shutil.copytree(tmp_path / "site" / "lineA", tmp_path / "mnt" / "lineA_2026")
+    db = open_database(f"sqlite:///{(tmp_path / 'second.sqlite').as_posix()}")
+    try:
+        folder = index_folder(db, tmp_path / "mnt" / "lineA_2026").folder_id
+        preview = preview_import(db, tmp_path / "out", ImportOptions(format="csv"))
+        assert preview.errors == () and preview.planned == () and len(preview.unmatched) == 3
+        [note] = [n for n in preview.notes if "no indexed folder is named (lineA)" in n]
+        assert note.startswith("3 records name a folder") and "with their bytes" not in note, note
+        assert "neither states a hash of their images nor holds a copy" in note and "earlier version" in note, note
+        assert "choose the folder they belong to (--folder" in note, note
+        chosen = preview_import(db, tmp_path / "out", ImportOptions(format="csv", folder=str(folder)))
+        assert [p.image for p in chosen.planned] == [f"lineA_2026/x{i}.png" for i in range(3)], chosen
+    finally:
+        db.close()
