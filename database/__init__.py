@@ -32,6 +32,7 @@ from database.errors import (
     ConflictError,
     DatabaseError,
     LockedError,
+    ReadOnlyError,
     RowGoneError,
     SchemaTooNewError,
     StaleLabelError,
@@ -41,7 +42,7 @@ from database.states import AnomalyVerdict, ItemStatus, JobStatus, LabelSource, 
 
 __all__ = [
     "UNCHANGED", "AnomalyVerdict", "ClaimedBatch", "ClassInfo", "ConflictError", "Database", "DatabaseError", "LockedError",
-    "RowGoneError", "StaleLabelError", "FileEntry", "FolderInfo", "ImageInfo", "ImageQuery", "IndexResult", "ItemStatus", "JobInfo", "JobItemInfo",
+    "ReadOnlyError", "RowGoneError", "StaleLabelError", "FileEntry", "FolderInfo", "ImageInfo", "ImageQuery", "IndexResult", "ItemStatus", "JobInfo", "JobItemInfo",
     "JobStatus", "LabelChange", "LabelRevisionInfo", "LabelSource", "ModelVersionInfo", "PredictionIn", "PredictionInfo",
     "ReviewState", "SchemaTooNewError", "WorkerInfo", "new_worker_id", "open_database",
 ]

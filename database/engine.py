@@ -373,6 +373,14 @@ class Database:
         except sa_exc.DBAPIError as exc:
             raise translate(exc, self.sa_url) from exc
 
+    def check_writable(self) -> None:
+        """Raise ``ReadOnlyError`` when the database refuses writes (a read-only file or medium), by a write that
+        changes no row. Why: SQLite opens a file it may not write without a word and refuses only the first write,
+        so a station found out at its inspector's first label (a session-52 audit). Another refusal (a lock: wrap
+        the call in ``waiting_at_most``) leaves as the ``DatabaseError`` it is."""
+        with self.session(write=True) as s:
+            s.execute(text(f"UPDATE {mig.VERSION_TABLE} SET version_num = version_num WHERE 1 = 0"))
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -47,6 +47,11 @@ class LockedError(DatabaseError):
     written, and the same write may succeed later."""
 
 
+class ReadOnlyError(DatabaseError):
+    """The database refuses every write (a read-only file or medium): nothing can be saved until that changes, and
+    a station says so once, where the inspector looks (a session-52 audit: said only on stderr at start)."""
+
+
 class UnreachableError(DatabaseError):
     """The server did not answer (not running yet, a network down, a wrong host or port): nothing was read, and the
     same open may succeed later, so a start-up box offers to try again (a session-51 audit: it was offered for every
@@ -69,6 +74,7 @@ class SchemaTooNewError(DatabaseError):
 
 
 _LOCKED = " is locked by another program; close it there or try again."
+_READ_ONLY = " is read-only; the station needs to write to it."
 _UNREACHABLE = "cannot reach "
 _QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;\s])(?:password|passwd|pwd)=)[^&;\s]*")
 
@@ -141,7 +147,7 @@ def describe(exc: BaseException, url: URL) -> str:
         if "not a database" in low or "malformed" in low or "disk image" in low:
             return f"{place} is not a database or is damaged ({msg})."
         if "readonly" in low or "read-only" in low:
-            return f"{place} is read-only; the station needs to write to it."
+            return f"{place}{_READ_ONLY}"
         if "unable to open" in low:
             if path.is_dir():
                 return f"{place} is a folder, not a database file."
@@ -207,4 +213,6 @@ def translate(exc: BaseException, url: URL) -> DatabaseError:
         return ConflictError(text)
     if text.endswith(_LOCKED):
         return LockedError(text)
+    if text.endswith(_READ_ONLY):
+        return ReadOnlyError(text)
     return UnreachableError(text) if text.startswith(_UNREACHABLE) else DatabaseError(text)

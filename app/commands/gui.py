@@ -192,6 +192,11 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     ctx.export_db = db
     ctx.models = ModelCatalog(db, author=lambda: review.settings.author)   # promotions recorded as the reviewer
     window = MainWindow(ctx)
+    read_only = refuses_writes(db)
+    if read_only is not None:
+        window.setWindowTitle(f"{window.windowTitle()} — read-only database: nothing is saved")
+        said.append(f"{read_only[0].upper()}{read_only[1:]} Labels made now wait unsaved (the status bar counts them) "
+                    "until it can be written.")
     try:  # each save waits as briefly as the window's own: a locked database must not hold the window
         recovered = review.recover(wait_s=ReviewController.WRITE_WAIT_S)
     except Exception as exc:  # noqa: BLE001 - start-up must open the window; logged
@@ -230,6 +235,24 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     if said:
         window.status.note(" ".join(said))
     return window
+
+
+def refuses_writes(db) -> str | None:
+    """The sentence saying the database refuses every write (a read-only file), or None. A session-52 audit: a
+    station started on a read-only file said so only on stderr, then named each refused label as the inspector made
+    it; the window now says it from the start, in its title and status bar. A lock is not this: it is asked about no
+    longer than a save waits, and said by the saves it holds up."""
+    from app.gui.review_controller import ReviewController
+    from database import DatabaseError, ReadOnlyError
+    try:
+        with db.waiting_at_most(ReviewController.WRITE_WAIT_S):
+            db.check_writable()
+    except ReadOnlyError as exc:
+        log.warning("%s", exc)
+        return str(exc)
+    except DatabaseError:
+        return None
+    return None
 
 
 def start_project_settings(db, said: list[str] | None = None):

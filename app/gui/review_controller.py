@@ -42,7 +42,7 @@ from app.services.review import (
     recovery_dir,
     set_aside_by_station,
 )
-from app.services.review_types import MISSING, FlagDecision, ImageDetail, LabelState, StateMove
+from app.services.review_types import MISSING, FlagDecision, ImageDetail, LabelState, QueueItem, StateMove
 from app.services.wording import agree, plural
 
 log = logging.getLogger(__name__)
@@ -163,9 +163,9 @@ class ReviewController(QObject):
         # The label revision this window last showed or saved per image: a save is based on it, and
         # one saved elsewhere since (another station, another window) refuses the save (LabelConflict).
         self._seen: dict[int, int] = {}
-        # per image, its file's path and content hash as last read: a recovery file records them (``recover``
-        # sets a label aside whose image now has another file or other bytes)
-        self._files: dict[int, tuple[str | None, str | None]] = {}
+        # per image, its row as last read: a recovery file records its file's path and content hash (``recover``
+        # sets a label aside whose image now has another file or other bytes), and messages name it (``named``)
+        self._rows: dict[int, QueueItem] = {}
         self.conflicts = 0  # saves refused that way so far (the window does not auto-advance past one)
         # Accepts that kept an "anomalous" whose region the inspector must draw (``ReviewService.region_to_draw``):
         # the window does not auto-advance past one, so the region is drawn on the image A was pressed on
@@ -395,7 +395,7 @@ class ReviewController(QObject):
             self.image_size = None
         self.detail = detail
         self.label = label
-        self._files[image_id] = (detail.item.path, detail.item.content_hash)
+        self._rows[image_id] = detail.item
         self.image_loaded.emit(detail)
         self.label_changed.emit(label)
         # its history, read with the image itself (not on every ``image_loaded``: a job's new prediction merged into
@@ -726,7 +726,7 @@ class ReviewController(QObject):
                 moved += 1  # this window saved it again while the selection was read: that read is behind
                 continue
             before = detail.label if local is None else local
-            self._files[image_id] = (detail.item.path, detail.item.content_hash)
+            self._rows[image_id] = detail.item
             if local is None:
                 self._saw(image_id, detail.label)  # a gallery decision's read too (the session-43 review)
             if decision == "accept":
@@ -850,7 +850,7 @@ class ReviewController(QObject):
                 self._flag_retry.start()
                 if not retried:  # said once: each retry's refusal said it again, covering every other message
                     # every few seconds (a session-49 audit)
-                    self.save_waiting.emit(f"Could not {'flag' if want.flagged else 'unflag'} image {image_id} yet "
+                    self.save_waiting.emit(f"Could not {'flag' if want.flagged else 'unflag'} {self.named(image_id)} yet "
                                            f"({str(result).rstrip('.')}). "
                                            "It is kept and tried again every few seconds.")
                 return
@@ -870,7 +870,7 @@ class ReviewController(QObject):
 
         def failed(text: str) -> None:
             self._flag_asked.pop(image_id, None)
-            self._lost(f"Could not change the flag of image {image_id}: {text}")
+            self._lost(f"Could not change the flag of {self.named(image_id)}: {text}")
         wait = None if last_try else self.WRITE_WAIT_S
         self._flags.call(lambda: self._write_flag(image_id, want, wait), answered, failed)
 
@@ -1024,7 +1024,7 @@ class ReviewController(QObject):
             if kind == "failed":
                 # Not a modal box: the retry may save it while a box still said it was not saved. The
                 # status bar's "not saved yet" mark stays exactly as long as a label waits.
-                self.save_waiting.emit(f"Could not save the label of image {w.image_id} yet "
+                self.save_waiting.emit(f"Could not save the label of {self.named(w.image_id)} yet "
                                        f"({str(value).rstrip('.')}). It is kept and will be saved as soon as the "
                                        "database accepts it.")
 
@@ -1145,6 +1145,13 @@ class ReviewController(QObject):
                     "again if it still holds.")
         return (f"Not undone or redone: image {image_id} was labelled by {foreign[1]} elsewhere after this step; their "
                 "label stands (it is on screen and in the history). Make the change again if it still holds.")
+
+    def named(self, image_id: int) -> str:
+        """The image as messages name it: its file, by its path in the folder ("image 3" only for one this window
+        never read, a label left by an earlier session). A session-52 audit: "Could not save the label of image 3
+        yet", "Could not flag image 3 yet" named a database id that no screen shows."""
+        row = self._rows.get(image_id)
+        return row.rel_path if row is not None else f"image {image_id}"
 
     def _lost(self, text: str) -> None:
         """A key, decision or flag the database did not take (no label holds it, nothing retries it): said now,
@@ -1299,7 +1306,7 @@ class ReviewController(QObject):
                 self._stored(image_id, seq, saved, item)
                 self.state_moved.emit(saved.moved)
                 self.label_saved.emit(image_id)
-                self.message.emit(f"Saved the label of image {image_id} that was waiting.")
+                self.message.emit(f"Saved the label of {self.named(image_id)} that was waiting.")
             elif kind == "conflict":
                 exc, changed, where = value
                 if current:
@@ -1322,7 +1329,7 @@ class ReviewController(QObject):
                     self.reload(image_id)  # the stored label, as it is
                 if value == ASIDE:
                     self.save_failed.emit(
-                        f"The label of image {image_id} kept from an earlier session was not saved: someone labelled "
+                        f"The label of {self.named(image_id)} kept from an earlier session was not saved: someone labelled "
                         f"the image since, and their label stands. It is kept in {recovery_dir() / CONFLICTS}.")
             elif kind == "busy":
                 self._locked = True
@@ -1359,7 +1366,7 @@ class ReviewController(QObject):
                 "sources": {i: w[2] for i, w in waiting.items()}}
 
     def _files_of(self, image_ids) -> dict[int, tuple[str | None, str | None]]:
-        return {i: self._files[i] for i in image_ids if i in self._files}
+        return {i: (self._rows[i].path, self._rows[i].content_hash) for i in image_ids if i in self._rows}
 
     def _landing(self, image_ids) -> dict[int, list[str]]:
         """Per image, the labels of this window's writes still on their way: one may land after a recovery file

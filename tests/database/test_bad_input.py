@@ -222,6 +222,25 @@ def test_read_only_file_says_so(tmp_path: Path) -> None:
     assert "is read-only" in _one_sentence(exc)
 
 
+def test_check_writable_finds_a_read_only_file_before_any_label_and_writes_nothing(tmp_path: Path) -> None:
+    """A session-52 audit: SQLite opens a file it may not write without a word, so a station on one learnt it at the
+    inspector's first label. ``check_writable`` asks at once: ``ReadOnlyError`` there, nothing on a writable file."""
+    from database import ReadOnlyError
+    path = tmp_path / "s.sqlite"
+    db = open_database(f"sqlite:///{path}")
+    db.check_writable()
+    db.close()
+    before = path.stat().st_mtime_ns
+    ro = open_database(f"sqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with pytest.raises(ReadOnlyError) as exc:
+            ro.check_writable()
+        assert "is read-only; the station needs to write to it." in _one_sentence(exc)
+    finally:
+        ro.close()
+    assert path.stat().st_mtime_ns == before
+
+
 def test_sqlite_connections_have_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}", busy_timeout_s=3)
     try:

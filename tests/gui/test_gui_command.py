@@ -285,3 +285,30 @@ def test_a_database_locked_at_start_holds_no_window_and_the_labels_kept_from_bef
     assert win.status.pending.text() == ""
     win.close()
     db.close()
+
+
+def test_a_read_only_database_is_said_in_the_window_from_the_start(db_url, qtbot):
+    """A session-52 audit: a station started on a read-only SQLite file (chmod 444) said so only on stderr ("project
+    settings: the database file … is read-only"); the window looked as always, and the inspector learnt it from each
+    label refused. Now its title and status bar say it at start. (Opened read-only by URL here: as root, a file's
+    mode does not stop a write.)"""
+    from sqlalchemy.engine import make_url
+
+    from app.gui.settings_store import StationSettings
+    from database.engine import open_database
+    writable = open_database(db_url)   # a migrated file
+    win = gui.build_window(writable, StationSettings(reviewer="bob"), db_url, interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    assert "read-only" not in win.windowTitle() and "read-only" not in win.statusBar().currentMessage()
+    win.close()
+    writable.close()
+    read_only_url = f"sqlite:///file:{make_url(db_url).database}?mode=ro&uri=true"
+    db = open_database(read_only_url)
+    win = gui.build_window(db, StationSettings(reviewer="bob"), read_only_url, interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    assert win.windowTitle().endswith("— read-only database: nothing is saved")
+    said = win.statusBar().currentMessage()
+    assert said.startswith("The database file ") and "is read-only; the station needs to write to it." in said, said
+    assert "Labels made now wait unsaved" in said
+    win.close()
+    db.close()

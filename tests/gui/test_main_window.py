@@ -560,7 +560,7 @@ def test_a_flag_the_database_refused_while_the_window_closed_is_said_and_the_per
     win.review.toggle_flag()
     win.close()
     qtbot.waitUntil(lambda: bool(asked), timeout=10000)
-    assert "Could not change the flag of image" in asked[0] and win.isVisible()
+    assert f"Could not change the flag of {service.item(image_id).rel_path}:" in asked[0] and win.isVisible()
     blocker.rollback()
     blocker.close()
     win.review.toggle_flag()
@@ -581,10 +581,11 @@ def test_a_flag_the_database_refuses_for_now_is_kept_and_stored_once_it_answers(
     win.review.save_waiting.connect(said.append)
     win.review.intent_lost.connect(lost.append)
     win.review.toggle_flag()
-    qtbot.waitUntil(lambda: any(f"Could not flag image {image_id} yet" in t for t in said), timeout=10000)
+    refused = f"Could not flag {service.item(image_id).rel_path} yet"
+    qtbot.waitUntil(lambda: any(refused in t for t in said), timeout=10000)
     assert not service.item(image_id).flagged and win.review.intents_waiting() == 1
     qtbot.wait(int(win.review.RETRY_MS * 2.5))   # refused again at each retry: said once, not every few seconds over
-    assert sum(f"Could not flag image {image_id} yet" in t for t in said) == 1   # every other message (a session-49 audit)
+    assert sum(refused in t for t in said) == 1   # every other message (a session-49 audit)
     messages: list[str] = []
     win.review.message.connect(messages.append)
     win.queue.step(1)   # the inspector moves on: the flag's answer names its image (the review of this fix)
@@ -596,6 +597,32 @@ def test_a_flag_the_database_refuses_for_now_is_kept_and_stored_once_it_answers(
     name = service.item(image_id).name
     qtbot.waitUntil(lambda: any(m.startswith(f"Flagged {name} (saved once the database answered)") for m in messages),
                     timeout=5000)
+    win.close()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
+    db.close()
+
+
+def test_a_label_and_a_flag_the_database_refuses_name_the_image_by_its_file(db_url, folder, artifacts, qtbot):
+    """A session-52 audit: with the database refusing writes, the status bar said "Could not save the label of image 3
+    yet (…)" and "Could not flag image 3 yet (…)", a database id that no screen shows, while every other message
+    names the file. Now they name the image by its path in the folder, as does the word once the label is saved."""
+    db, service, win, blocker = _window_on_a_locked_database(db_url, folder, artifacts, qtbot, 0.2)
+    image_id = win.review.image_id
+    rel_path = service.item(image_id).rel_path
+    said: list[str] = []
+    messages: list[str] = []
+    win.review.save_waiting.connect(said.append)
+    win.review.message.connect(messages.append)
+    win.review.set_class("scratches")
+    win.review.toggle_flag()
+    qtbot.waitUntil(lambda: len(said) == 2, timeout=10000)
+    assert any(t.startswith(f"Could not save the label of {rel_path} yet (") for t in said), said
+    assert any(t.startswith(f"Could not flag {rel_path} yet (") for t in said), said
+    assert not any(f"image {image_id}" in t for t in said)
+    blocker.rollback()
+    blocker.close()
+    assert win.review.flush_pending()
+    assert f"Saved the label of {rel_path} that was waiting." in messages
     win.close()
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)
     db.close()
