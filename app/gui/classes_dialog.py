@@ -31,7 +31,8 @@ from app.gui.style import icon
 from app.services import project_classes as pc
 
 HELP = ("The classes inspectors label with, in hotkey order (1–9 for the first nine). Until the project "
-        "saves its own list, it uses the active classifier model's classes. Taking a class off the list "
+        "saves its own list, it uses the classes of the classifier pre-labelling runs (the active one; in a new "
+        "project, the bundled one its first pre-label makes active). Taking a class off the list "
         "does not change any label: labels keep it, it is only no longer offered.")
 
 
@@ -111,8 +112,8 @@ class ClassesDialog(QDialog):
         self._listing = listing
         self.source.setText({
             "project": "This is the project's own list.",
-            "model": f"These are the active classifier's classes ({listing.model}); saving makes them the "
-                     "project's own list.",
+            "model": f"These are the classes of the classifier pre-labelling runs ({listing.model}); saving makes "
+                     "them the project's own list.",
             "none": "No classes yet (no classifier model): add the classes the inspectors label with."}[listing.source])
         if listing.routed:
             self.source.setText(self.source.text() + f" Images whose routing rule names {', '.join(listing.routed)} "

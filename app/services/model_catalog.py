@@ -326,8 +326,9 @@ def login_name() -> str:
 def ensure_bundled(db: "Database") -> None:
     """Every bundled model has a row; a family without an active version gets its bundled default activated, as
     the next pre-label run would do (so the Models table shows what will run, and a routing proposal can name a
-    bundled version no job has run yet: ADR 0066). A bundled model an update of the install replaced becomes a new
-    version first (``refresh_bundled``)."""
+    bundled version no job has run yet: ADR 0066); the classes the project offers were that version's already
+    (``project_classes.model_classes``), so listing changes none. A bundled model an update of the install replaced
+    becomes a new version first (``refresh_bundled``)."""
     for note in refresh_bundled(db):
         log.warning("%s", note)
     for directory in bundled_models():

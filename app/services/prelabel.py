@@ -252,6 +252,18 @@ def bundled_version(db: "Database", family: str, name: str | None = None, activa
     return db.model_versions.activate(existing.id) if activate and not existing.active else existing
 
 
+def bundled_default(db: "Database", family: str) -> tuple[str, dict[str, Any]] | None:
+    """The version ``bundled_version`` registers and activates for a family that has no active one, read without
+    writing: its name and card (its row's where it has one, else the card on disk); None where none is bundled. What
+    the project offers before its first pre-label (``project_classes.model_classes``)."""
+    bundled = bundled_model_dir(family)
+    if not (bundled / "config.json").is_file():
+        return None
+    existing = db.model_versions.by_name(family, bundled.name)
+    card = existing.card if existing is not None else read_card(bundled)
+    return bundled.name, card or {}
+
+
 def resolve_models(db: "Database", families: Sequence[str],
                    model_dirs: Mapping[str, str | os.PathLike[str]] | None = None) -> dict[str, ModelVersionInfo]:
     """The model version each family will run: an explicit directory, else the active version,

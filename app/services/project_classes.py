@@ -139,16 +139,26 @@ def twin_refusal(name: str, other: str, labels: int) -> str:
 
 
 def model_classes(db: "Database") -> tuple[str | None, tuple[str, ...]]:
-    """The active classifier version's name and its card's classes (none: (None, ()))."""
+    """The name and card classes of the classifier pre-labelling runs (where no routing rule names another): the
+    active version, else the bundled default that the first pre-label registers and activates (none: (None, ())).
+    Why the default: a new project offered no class before its first pre-label ("There is no class 2: the project
+    has 0"), and then those of the classifier that ran; only opening Project ▸ Models, which activates it, changed
+    that, without the window knowing (a session-52 audit)."""
     mv = db.model_versions.active(TASK)
-    if mv is None:
-        return None, ()
-    return mv.name, version_classes(mv)
+    if mv is not None:
+        return mv.name, version_classes(mv)
+    from app.services.prelabel import bundled_default
+    default = bundled_default(db, TASK)
+    return (None, ()) if default is None else (default[0], card_classes(default[1]))
 
 
 def version_classes(version: "ModelVersionInfo | None") -> tuple[str, ...]:
     """A classifier version's card classes (none: ())."""
-    card = (version.card if version is not None else None) or {}
+    return card_classes(version.card if version is not None else None)
+
+
+def card_classes(card: object) -> tuple[str, ...]:
+    """A classifier card's classes (none: ())."""
     classes = card.get("classes", []) if isinstance(card, dict) else []
     return tuple(str(c) for c in classes) if isinstance(classes, list) else ()
 

@@ -120,7 +120,8 @@ def test_renaming_a_labelled_class_by_case_is_refused_here_and_says_how_many_lab
     win.close()
 
 
-def test_a_failed_save_keeps_the_list_on_screen(service, db, folder, qtbot, monkeypatch):
+def test_a_failed_save_keeps_the_list_on_screen(service, db, folder, qtbot, monkeypatch, tmp_path):
+    monkeypatch.setattr("inference.bundled.BUNDLED_ROOT", tmp_path / "no-bundled-models")   # no classifier at all
     win = build_window(service, qtbot)
     win.open_folder(str(folder))
     wait_shown(win, qtbot)
@@ -202,12 +203,13 @@ def test_a_class_key_on_a_selection_leaves_out_the_images_no_classifier_runs_on(
     win.close()
 
 
-def test_a_save_over_a_class_added_at_another_station_is_refused_and_said(tmp_path, qtbot):
+def test_a_save_over_a_class_added_at_another_station_is_refused_and_said(tmp_path, qtbot, monkeypatch):
     """Found by a session-44 probe: the dialog opened at station B; station A (or ``main.py classes add``) added
     "blowhole"; B added "fray" and saved: "Classes saved: crack, scratch, fray." and A's class was gone from the
     list. Now the save is refused, the list stays on screen and the line says what the list holds now."""
     from app.gui.classes_dialog import ClassesDialog
     from database import open_database
+    monkeypatch.setattr("inference.bundled.BUNDLED_ROOT", tmp_path / "no-bundled-models")   # no classifier at all
     url = f"sqlite:///{(tmp_path / 'shared.sqlite').as_posix()}"
     a, b = open_database(url), open_database(url)
     dlg = ClassesDialog(b)  # the project has no list of its own yet
@@ -314,4 +316,31 @@ def test_a_class_key_on_a_selection_works_with_an_image_no_classifier_runs_on_sh
     current = db.labels.current(tile)
     assert current is None or current.class_name is None
     assert any("1 image left out: the model routing runs no classifier there" in m for m in said), said
+    win.close()
+
+
+def test_a_new_project_offers_the_classes_of_the_classifier_its_first_pre_label_runs(service, db, folder, qtbot):
+    """A session-52 audit: in a new project, before its first pre-label, key 2 said "There is no class 2: the project
+    has 0 (Project ▸ Classes… adds one)" and the label panel had no class button, although pre-labelling runs the
+    bundled classifier; only opening Project ▸ Models (its listing makes that classifier active) changed what the
+    project offers, and the window was not told. Now the keys offer that classifier's classes from the start, and
+    listing the models changes nothing on them."""
+    from app.services.model_catalog import ModelCatalog
+    from app.services.prelabel import read_card
+    from inference.bundled import bundled_model_dir
+    expected = list(read_card(bundled_model_dir(project_classes.TASK))["classes"])
+    assert len(expected) >= 2 and db.model_versions.active(project_classes.TASK) is None
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(lambda: _buttons(win) == expected, timeout=5000)
+    image_id = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_2)
+    qtbot.waitUntil(lambda: db.labels.current(image_id) is not None
+                    and db.labels.current(image_id).class_name == expected[1], timeout=5000)
+    ModelCatalog(db).rows()          # Project ▸ Models lists them
+    win.refresh_models()
+    wait_shown(win, qtbot)
+    qtbot.wait(300)
+    assert _buttons(win) == expected and db.model_versions.active(project_classes.TASK) is not None
     win.close()

@@ -73,7 +73,8 @@ def test_a_list_already_holding_a_name_no_folder_takes_can_still_be_edited(db) -
         pc.add(db, ["edge|burr"])
 
 
-def test_model_list_until_the_project_saves_its_own(db) -> None:
+def test_model_list_until_the_project_saves_its_own(db, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("inference.bundled.BUNDLED_ROOT", tmp_path / "no-bundled-models")   # no classifier at all
     assert pc.read(db).source == "none" and pc.names(db) == []
     _model(db, ["crazing", "patches"])
     listing = pc.read(db)
@@ -85,6 +86,25 @@ def test_model_list_until_the_project_saves_its_own(db) -> None:
     db.model_versions.activate(_model_v2.id)
     assert pc.names(db) == ["crazing", "patches", "blowhole"]  # the project's list outlives a model change
     assert pc.save(db, []).names == ("a", "b")                  # empty: back to the active model's
+
+
+def test_before_its_first_pre_label_a_project_offers_the_classes_of_the_classifier_that_will_run(db) -> None:
+    """A session-52 audit: a new project offered no class before its first pre-label ("There is no class 2: the
+    project has 0"), then those of the bundled classifier that run made active; only opening Project ▸ Models, whose
+    listing activates it, changed that, the window not told. The list is that classifier's from the start, read
+    without writing, and neither the listing nor the pre-label's activation changes it."""
+    from app.services.model_catalog import ensure_bundled
+    from app.services.prelabel import read_card, resolve_models
+    from inference.bundled import bundled_model_dir
+    name = bundled_model_dir(pc.TASK).name
+    expected = list(read_card(bundled_model_dir(pc.TASK))["classes"])
+    assert expected and db.model_versions.active(pc.TASK) is None
+    listing = pc.read(db)
+    assert (list(listing.names), listing.source, listing.model) == (expected, "model", name)
+    assert pc.names(db) == expected and db.model_versions.list() == []   # nothing registered by reading
+    assert resolve_models(db, [pc.TASK])[pc.TASK].name == name   # the one the first pre-label runs
+    ensure_bundled(db)                                          # what listing the models does
+    assert pc.names(db) == expected and db.model_versions.active(pc.TASK).name == name
 
 
 def test_removing_a_class_keeps_every_label_and_reports_them(tmp_path: Path, db) -> None:
