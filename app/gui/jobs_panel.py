@@ -140,6 +140,8 @@ class JobsPanel(QWidget):
             b = QPushButton(actions[key].icon(), actions[key].text())
             b.clicked.connect(actions[key].trigger)
             b.setToolTip(actions[key].toolTip())
+            b.setEnabled(actions[key].isEnabled())
+            actions[key].enabledChanged.connect(b.setEnabled)   # a button of an action that cannot act is off too
             flow.addWidget(b)
         buttons.addLayout(flow)
         buttons.addStretch(1)
@@ -316,8 +318,8 @@ class JobsController(QObject):
 
     def prelabel_folder(self, folder_id: int | None = None, only_new: bool = False) -> None:
         folder_id = folder_id if folder_id is not None else self.window.current_folder
-        if folder_id is None:
-            self.failed.emit("Open a folder first.")
+        if folder_id is None:   # nothing went wrong: a word in the status bar, not a box (see ``enable_when_they_can_act``)
+            self.window._say("Nothing to pre-label: open a folder first (Project ▸ Open folder…, Ctrl+O).")
             return
         self._submit(lambda: self.jobs.prelabel_folder(folder_id, only_new=only_new), f"Pre-label {folder_scope(only_new)}")
 
@@ -351,9 +353,30 @@ class JobsController(QObject):
 
     def _prelabel_ids(self, ids: list[int]) -> None:
         if not ids:
-            self.failed.emit("Cannot pre-label: no image selected")
+            self.window._say("Nothing to pre-label: no image is selected in the gallery.")
             return
         self._submit(lambda: self.jobs.prelabel_images(ids), f"Pre-label {len(ids)} selected")
+
+    def enable_when_they_can_act(self) -> None:
+        """Pre-label folder and Pre-label new only while a folder with images is open (its counts known), Pre-label
+        selection only while images are selected. A session-52 audit: all three were enabled with no folder open, on
+        an empty folder and with nothing selected, and each answered its key with a modal box ("Open a folder
+        first.", "Cannot pre-label: no image selected")."""
+        window, actions = self.window, self.window.actions
+
+        def folder(counts: dict[str, int]) -> None:
+            can = window.current_folder is not None and sum(counts.values()) > 0
+            for key in ("prelabel_folder", "prelabel_new"):
+                actions[key].setEnabled(can)
+
+        def selection(*_args: object) -> None:
+            gallery = window.gallery
+            actions["prelabel_selection"].setEnabled(bool(gallery.selected_ids()) or gallery.unread_selected() > 0)
+        window.queue.counts_changed.connect(folder)
+        window.gallery.selectionModel().selectionChanged.connect(selection)
+        window.gallery_model.modelReset.connect(selection)
+        folder({})
+        selection()
 
     def cancel(self, job_id: int) -> None:
         def done(p) -> None:
@@ -504,6 +527,7 @@ def install(window) -> None:
     window.actions["prelabel_folder"].triggered.connect(lambda: ctl.prelabel_folder())
     window.actions["prelabel_new"].triggered.connect(lambda: ctl.prelabel_folder(only_new=True))
     window.actions["prelabel_selection"].triggered.connect(ctl.prelabel_selection)
+    ctl.enable_when_they_can_act()
     ctl.resume_unfinished()
     if jobs is not None:  # else returned above: no worker, nothing to stop
         window.ctx.closers.append(jobs.stop_worker)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from PySide6.QtWidgets import QPushButton
 
 pytest.importorskip("app.services.prelabel")
 
@@ -87,13 +88,43 @@ def test_a_job_keeps_its_name_in_the_next_session(service, db, folder, qtbot):
     assert _title_in_the_next_session(service, db, job, qtbot).startswith(f"#{job} Pre-label folder · ")
 
 
-def test_prelabel_without_a_folder_or_selection_is_a_message(service, db, folder, qtbot):
-    win = _window_with_jobs(service, db, folder, qtbot)
+def test_the_prelabel_actions_act_only_where_they_can_and_nothing_to_do_is_no_box(service, db, folder, tmp_path,
+                                                                                    qtbot):
+    """A session-52 audit: Pre-label folder (Ctrl+Shift+P) and Pre-label new (Ctrl+P) were enabled with no folder open
+    and on an empty folder, Pre-label selection (Ctrl+Alt+P) with nothing selected, and each answered with a modal
+    box ("Open a folder first.", "Cannot pre-label: no image selected"). Now they (and the Jobs dock's buttons) are
+    enabled only while they can act: a folder with images open; images selected. Asked anyway (a routing dialog's
+    call), "nothing to do" is a word in the status bar, not a box."""
+    for family in ("classifier", "segmenter", "anomaly"):
+        db.model_versions.register(family, f"{family}-x", "/nowhere", activate=True)
+    win = _jobs_window(service, db, qtbot)
+    keys = ("prelabel_folder", "prelabel_new", "prelabel_selection")
+    buttons = {b.text(): b for b in win.jobs_panel.findChildren(QPushButton)}
+
+    def enabled() -> dict[str, bool]:
+        assert all(buttons[win.actions[k].text()].isEnabled() == win.actions[k].isEnabled() for k in keys)
+        return {k: win.actions[k].isEnabled() for k in keys}
+    assert enabled() == dict.fromkeys(keys, False)                # no folder open
+    boxes: list[str] = []
+    win.jobs.failed.connect(boxes.append)
+    win.jobs.prelabel_folder()
+    assert win.statusBar().currentMessage().startswith("Nothing to pre-label: open a folder first")
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    win.open_folder(str(empty))
+    qtbot.waitUntil(win.queue.counts_known, timeout=10000)
+    qtbot.wait(100)
+    assert enabled() == dict.fromkeys(keys, False)                # an empty folder
+
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    qtbot.waitUntil(lambda: enabled() == dict.fromkeys(keys, True), timeout=10000)   # the image on screen is selected
     win.gallery.clearSelection()
-    messages = []
-    win.jobs.failed.connect(messages.append)
+    assert enabled() == {"prelabel_folder": True, "prelabel_new": True, "prelabel_selection": False}
     win.jobs.prelabel_selection()
-    assert "no image selected" in messages[-1] and not win.jobs.calls.busy
+    assert win.statusBar().currentMessage() == "Nothing to pre-label: no image is selected in the gallery."
+    assert boxes == [] and not win.jobs.calls.busy
     with pytest.raises(JobsError):
         win.ctx.jobs.prelabel_images([])
     win.close()
