@@ -5,7 +5,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHeaderView, QTableWidget, QTableWidgetItem, QVBoxLayout
 
 from app.gui.screen_fit import fit_to_screen
-from app.gui.shortcuts import CLASS_KEYS_TEXT, SHORTCUTS
+from app.gui.shortcuts import CLASS_KEYS_TEXT, GALLERY_GROUP, GALLERY_KEYS, SHORTCUTS
 
 
 class ShortcutsDialog(QDialog):
@@ -13,15 +13,16 @@ class ShortcutsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
         fit_to_screen(self, 760, 680)
-        rows = [s for s in SHORTCUTS if not s.id.startswith("class_") or s.id == "class_1"]
+        rows = [(s.group, "1 … 9" if s.id == "class_1" else " / ".join(s.keys),
+                 CLASS_KEYS_TEXT if s.id == "class_1" else s.text)
+                for s in SHORTCUTS if not s.id.startswith("class_") or s.id == "class_1"]
+        rows += [(GALLERY_GROUP, " / ".join(keys), text) for keys, text in GALLERY_KEYS]
         table = QTableWidget(len(rows), 3, self)
         table.setTabKeyNavigation(False)   # Tab reaches Close; the arrows walk the cells
         table.setObjectName("shortcutTable")
         table.setHorizontalHeaderLabels(["Group", "Keys", "Action"])
-        for r, s in enumerate(rows):
-            keys = "1 … 9" if s.id == "class_1" else " / ".join(s.keys)
-            text = CLASS_KEYS_TEXT if s.id == "class_1" else s.text
-            for c, v in enumerate((s.group, keys, text)):
+        for r, row in enumerate(rows):
+            for c, v in enumerate(row):
                 table.setItem(r, c, QTableWidgetItem(v))
         # Sized to contents, the Action column ran 1,200 px wide and was cut at the dialog's edge:
         # it takes the width that is left and wraps, each row as tall as its wrapped text.

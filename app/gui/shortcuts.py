@@ -117,12 +117,18 @@ def as_markdown() -> str:
         if s.id == "class_1":
             keys, text = "`1` … `9`", CLASS_KEYS_TEXT
         out.append(f"| {keys} | {text} |")
-    out += ["", "## In the gallery (when it has the focus)", "", GALLERY_KEYS_TEXT]
+    out += ["", f"## {GALLERY_GROUP}", "", "| Keys | Action |", "|---|---|"]
+    out += [f"| {' / '.join(f'`{k}`' for k in keys)} | {text} |" for keys, text in GALLERY_KEYS]
     return "\n".join(out) + "\n"
 
 
-GALLERY_KEYS_TEXT = (
-    "The list's own keys also move through the queue: arrows, `Home` / `End`, `PageUp` / `PageDown`; the image moved to\n"
-    "opens as with `J` / `K` (a row whose page is not read yet opens once it is), and `Shift` / `Ctrl` with a click or an\n"
-    "arrow choose several images for one decision. In the search field (`Ctrl+F`), `Enter`, `Esc` or the down arrow\n"
-    "gives the keys back to the queue; the search stays.")
+# The gallery list's own keys (Qt's, not actions): in docs/shortcuts.md and the Help dialog alike. The dialog left them
+# out while the page said it held "the same list" (a session-52 audit).
+GALLERY_GROUP = "In the gallery (when it has the focus)"
+GALLERY_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("↑", "↓", "←", "→", "Home", "End", "PageUp", "PageDown"),
+     "Move through the queue; the image moved to opens as with J / K (a row whose page is not read yet opens once "
+     "it is)"),
+    (("Shift", "Ctrl"), "With a click or an arrow: choose several images for one decision"),
+    (("Enter", "Esc", "↓"), "In the search field (Ctrl+F): give the keys back to the queue; the search stays"),
+)

@@ -152,6 +152,25 @@ def test_help_lists_every_shortcut_and_menus_carry_them(window):
     assert window.actions["accept"] in menu_actions and window.actions["export"] in menu_actions
 
 
+def test_help_lists_the_gallery_keys_that_docs_shortcuts_lists(window):
+    """A session-52 audit: Help → Keyboard shortcuts (F1) left out the gallery's own keys (the arrows, Home / End,
+    Shift / Ctrl to choose several images) that docs/shortcuts.md lists, while the page says the dialog holds "the
+    same list". Every row of the page is now a row of the dialog."""
+    import re
+    from pathlib import Path
+
+    from app.gui.shortcuts import as_markdown
+    dlg = ShortcutsDialog(window)
+    shown = {(dlg.table.item(r, 1).text(), dlg.table.item(r, 2).text()) for r in range(dlg.table.rowCount())}
+    page = Path(__file__).resolve().parents[2] / "docs" / "shortcuts.md"
+    assert page.read_text(encoding="utf-8") == as_markdown()
+    rows = re.findall(r"^\| (.+?) \| (.+?) \|$", as_markdown(), flags=re.M)
+    listed = {(keys.replace("`", ""), text) for keys, text in rows if keys not in ("Keys", "---")}
+    assert listed <= shown, sorted(listed - shown)
+    assert any("Home" in keys and "End" in keys for keys, _ in shown)
+    assert any("Shift" in keys and "several images" in text for keys, text in shown)
+
+
 def test_full_disk_during_export_gives_a_message_and_keeps_labels(service, db, folder, qtbot, tmp_path, monkeypatch):
     import app.services.export as export
     from app.gui.export_dialog import ExportDialog
