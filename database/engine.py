@@ -15,6 +15,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -264,12 +265,25 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_s: float, foreign_keys: b
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-class Database:
-    """An open, migrated database: session scopes plus the repositories built on them."""
+@dataclass(frozen=True)
+class Migration:
+    """The schema change ``open_database`` made: from ``from_revision`` (None: an empty database given its schema) to
+    ``to_revision``. Plain data, for the caller to say: the station upgraded an older database at start-up and said it
+    only in an INFO log line, so on a shared database every station still on the older version was refused at its next
+    start and the person who upgraded it never knew (a session-52 audit)."""
 
-    def __init__(self, engine: Engine, url: URL) -> None:
+    from_revision: str | None
+    to_revision: str
+
+
+class Database:
+    """An open, migrated database: session scopes plus the repositories built on them. ``migration``: the schema change
+    opening it made, None where it made none."""
+
+    def __init__(self, engine: Engine, url: URL, migration: Migration | None = None) -> None:
         self.engine = engine
         self.sa_url = url
+        self.migration = migration
         path = _sqlite_path(url) if url.get_backend_name() == "sqlite" else None
         self._file = path.absolute() if path is not None else None
         self._file_id = _file_identity(self._file) if self._file is not None else None
@@ -438,13 +452,15 @@ class Database:
 MIGRATION_LOCK = 0x5354_4E4D  # any constant of this application's own
 
 
-def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout_s: float) -> None:
+def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout_s: float) -> str | None:
+    """Migrate to head; returns the revision found under the lock (another process may have migrated meanwhile)."""
     if url.get_backend_name() != "sqlite" or _sqlite_path(url) is None:
         with engine.begin() as conn:
             if url.get_backend_name() == "postgresql":  # held to the commit; the revision is read after it
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            found = mig.current_revision(conn)
             mig.upgrade(conn)
-        return
+        return found
     # SQLite batch migrations copy tables; foreign keys must be off meanwhile (a pragma that
     # only takes effect outside a transaction), and are verified once the copy is done.
     mengine = _create_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s,
@@ -455,6 +471,7 @@ def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout
             # with foreign keys off, as the sqlite3 shell does) refused every newer version for good, blaming the
             # migration and naming no table (a session-46 probe)
             before = {tuple(r) for r in conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()}
+            found = mig.current_revision(conn)
             mig.upgrade(conn)
             broken = [r for r in conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() if tuple(r) not in before]
             if broken:
@@ -466,6 +483,7 @@ def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout
                             where(url), len(before), ", ".join(sorted({str(r[0]) for r in before})))
     finally:
         mengine.dispose()
+    return found
 
 
 def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.0,
@@ -474,7 +492,7 @@ def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.
 
     Raises ``DatabaseError`` (one sentence) for a bad URL, an unreachable server, a file that is
     not a database, a locked or read-only file, or a schema from a newer application version
-    (``SchemaTooNewError``, nothing written).
+    (``SchemaTooNewError``, nothing written). The returned ``Database.migration`` says what it migrated.
     """
     try:  # this machine's path map (ADR 0065): a broken one is said before any folder path is read
         path_map.current()
@@ -484,6 +502,7 @@ def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.
     if sa_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(sa_url, busy_timeout_s)
     engine = _create_engine(sa_url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
+    migration = None
     try:
         with engine.connect() as conn:
             revision = mig.current_revision(conn)
@@ -493,11 +512,13 @@ def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.
             raise _foreign(sa_url)
         if migrate and revision != mig.head_revision():
             engine.dispose()  # the migration must be the only connection on SQLite
-            _migrate(sa_url, engine, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
+            found = _migrate(sa_url, engine, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
+            if found != mig.head_revision():   # (not when another process migrated it first)
+                migration = Migration(found, mig.head_revision())
     except DatabaseError:
         engine.dispose()
         raise
     except (sa_exc.SQLAlchemyError, sqlite3.Error) as exc:
         engine.dispose()
         raise translate(exc, sa_url) from None
-    return Database(engine, sa_url)
+    return Database(engine, sa_url, migration)

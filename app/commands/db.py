@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from app.commands import refuse_missing_project
+from app.services.station import upgrade_note
 from app.services.wording import plural
 from database import DatabaseError, open_database
 from database.engine import sqlite_file, sqlite_revision
@@ -25,8 +26,10 @@ def upgrade(args: argparse.Namespace) -> int:
     try:
         db = open_database(args.db, migrate=True)
         try:
+            upgraded = upgrade_note(db.migration)
             print(f"{db.url}: schema at revision {db.revision()} (head)"
-                  + (f"; a new, empty database was created at {file.resolve()}" if file is not None and new else ""))
+                  + (f"; a new, empty database was created at {file.resolve()}" if file is not None and new else "")
+                  + (f". {upgraded}" if upgraded else ""))
         finally:
             db.close()
     except DatabaseError as exc:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from app.gui.qt_runtime import close_on_termination
     from app.gui.settings_store import SettingsStoreError, load_settings
-    from app.services.station import StationError, open_station, use_path_map
+    from app.services.station import StationError, open_station, upgrade_note, use_path_map
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Inspection Review Station")
@@ -91,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
             # this session only: ctx.settings keeps the saved URL, so Settings shows it and an OK there keeps it
             fallback, url, source = url, default_database_url(), DB_DEFAULT
     window = build_window(db, settings, url, interactive=True)
+    upgraded = upgrade_note(db.migration)
+    if upgraded:   # said on the console and in the window (a station started from an icon shows no console)
+        print(f"note: {upgraded}", file=sys.stderr)
+        window.status.note(upgraded)
     if fallback is not None:
         from app.services.station import shown_url
         # said where it stays: the title for the session, the status bar ahead of the folder's first messages

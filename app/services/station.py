@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from database.engine import Database
+    from database.engine import Database, Migration
 
 
 class StationError(Exception):
@@ -29,6 +29,17 @@ def open_station(url: str) -> "Database":
         retry = ("another program may hold it" if isinstance(exc, LockedError) else
                  "the server may be starting, or the network coming back" if isinstance(exc, UnreachableError) else "")
         raise StationError(str(exc), retry, path_map.ENV if isinstance(exc, PathMapUnusableError) else None) from None
+
+
+def upgrade_note(migration: "Migration | None") -> str | None:
+    """What opening the database changed in its schema, in one sentence for the window and the command line, or None
+    (nothing, or an empty database given its schema). Why: an older database was upgraded at start-up and said only in
+    a log line, so the stations still on the older version were refused at their next start and nobody had been told
+    why (a session-52 audit)."""
+    if migration is None or migration.from_revision is None:
+        return None
+    return (f"The database was upgraded from schema {migration.from_revision} to {migration.to_revision}; stations "
+            "running an older version must be updated to open it.")
 
 
 def database_problem(url: str) -> str | None:

@@ -258,3 +258,28 @@ def test_sweep_maps_removes_the_maps_of_answers_whose_image_row_is_gone(tmp_path
     assert main(["db", "sweep-maps", "--db", url]) == 0
     assert "removed 1 map file," in capsys.readouterr().out
     assert [(store.root / r).is_file() for r in refs] == [True, True, False]
+
+
+def test_upgrade_of_an_older_database_says_from_which_revision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session-52 audit: opening a 0014 database migrated it to head and said only "schema at revision … (head)" (the
+    window: an INFO log line), so nobody learnt that the stations still on the older version would be refused at their
+    next start. ``open_database`` now reports the change as data and ``db upgrade`` says it."""
+    from database import open_database
+    from database.engine import Migration
+    from tests.database.old_rows import old_labelled_image
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    old_labelled_image(url, "0014_routed_promotion", "a.png", "scratch", "accepted")
+    assert main(["db", "upgrade", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert (f"The database was upgraded from schema 0014_routed_promotion to {head_revision()}; stations running an "
+            "older version must be updated to open it.") in out
+    with open_database(url) as db:
+        assert db.migration is None   # nothing to do the second time
+    old_labelled_image(url2 := f"sqlite:///{tmp_path / 'old2.sqlite'}", "0020_label_watermark", "a.png", "x", "accepted")
+    with open_database(url2) as db:
+        assert db.migration == Migration("0020_label_watermark", head_revision())
+    with open_database(f"sqlite:///{tmp_path / 'new.sqlite'}") as db:
+        assert db.migration == Migration(None, head_revision())   # an empty database given its schema: no upgrade
+    assert main(["db", "upgrade", "--db", f"sqlite:///{tmp_path / 'new2.sqlite'}"]) == 0
+    assert "upgraded" not in capsys.readouterr().out

@@ -82,6 +82,31 @@ def test_run_opens_the_window_on_a_folder(folder, tmp_path, qtbot):
     assert code == 0 and seen == {"rows": 6, "title": "Inspection Review Station"}
 
 
+def test_the_window_says_it_upgraded_an_older_database(folder, tmp_path, qtbot, capsys):
+    """A session-52 audit: starting the station on a 0014 database migrated it to head and said so only in an INFO
+    log line on stderr; on a shared database every station still on the older version was refused at its next start
+    and the person who upgraded it was never told. The window's status line says it, and the console."""
+    from database.migrate import head_revision
+    from tests.database.old_rows import old_labelled_image
+
+    url = f"sqlite:///{tmp_path}/old.sqlite"
+    old_labelled_image(url, "0014_routed_promotion", "a.png", "scratch", "accepted")
+    seen = {}
+
+    def close_soon():
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not wins:
+            QTimer.singleShot(50, close_soon)
+            return
+        seen["status"] = wins[0].status.currentMessage()
+        wins[0].close()
+    QTimer.singleShot(0, close_soon)
+    assert gui.run(argparse.Namespace(folder=str(folder), db=url)) == 0
+    said = (f"The database was upgraded from schema 0014_routed_promotion to {head_revision()}; stations running an "
+            "older version must be updated to open it.")
+    assert said in seen["status"] and f"note: {said}" in capsys.readouterr().err
+
+
 def test_sigterm_closes_the_window_through_its_close_handler(folder, tmp_path, qtbot, monkeypatch):
     """``kill PID`` must run the close handler (which saves labels and ends the worker the station
     started); before, the process died in Qt's loop and left its pre-label worker running."""
