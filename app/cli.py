@@ -290,7 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    up = dbsub.add_parser("upgrade", help="migrate the database to this version's schema")
+    up = dbsub.add_parser("upgrade", help="migrate the database to this version's schema (refused while other "
+                                          "stations or workers use it, unless --force)")
+    up.add_argument("--force", action="store_true",
+                    help="upgrade even while other stations or workers use the database (those running an older "
+                         "version must then be updated)")
     _common(up)
     up.set_defaults(func=_handler("app.commands.db", "upgrade"))
     cur = dbsub.add_parser("current", help="print the database's schema revision")

@@ -38,7 +38,7 @@ from app.services.project_settings import load_project_settings
 from app.services.reflag import reflag_where
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
 from database.errors import ConflictError, DatabaseError
-from database.jobs import new_worker_id
+from database.jobs import STALE_AFTER_S, new_worker_id
 from inference.checkpoints import CheckpointError
 from inference.device import AUTO_THREADS, ThreadGovernor, set_threads
 from inference.engine import InspectionEngine
@@ -60,7 +60,7 @@ class WorkerOptions:
     device: str = "auto"
     batch_size: int = 8
     heartbeat_s: float = 5.0
-    stale_after_s: float = 60.0
+    stale_after_s: float = STALE_AFTER_S
     poll_s: float = 1.0
     max_side: Mapping[str, int] | None = None
     # Model threads: None leaves the process's setting; "auto" re-chooses before each batch from how

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy import exc as sa_exc
@@ -32,7 +32,9 @@ from database.errors import (
     DatabaseError,
     FileReplacedError,
     PathMapUnusableError,
+    SchemaChangedError,
     SchemaTooNewError,
+    UpgradeDeclinedError,
     mask_url,
     translate,
     unreadable,
@@ -276,14 +278,28 @@ class Migration:
     to_revision: str
 
 
+@dataclass(frozen=True)
+class PendingUpgrade:
+    """An upgrade ``open_database`` is about to make, for its ``upgrade_ok`` to decide on: ``users`` are the other users
+    of the database seen now (``database.users.other_users``), who would go on with the older schema's ways until they
+    are refused at their next start; ``server``: a server database, which stations not running now share too."""
+
+    migration: Migration
+    users: tuple[str, ...]
+    server: bool
+
+
 class Database:
     """An open, migrated database: session scopes plus the repositories built on them. ``migration``: the schema change
     opening it made, None where it made none."""
 
-    def __init__(self, engine: Engine, url: URL, migration: Migration | None = None) -> None:
+    def __init__(self, engine: Engine, url: URL, migration: Migration | None = None,
+                 revision: str | None = None) -> None:
         self.engine = engine
         self.sa_url = url
         self.migration = migration
+        self._opened_at = revision   # the schema revision it was opened at (see schema_changed)
+        self._newer: SchemaChangedError | None = None
         path = _sqlite_path(url) if url.get_backend_name() == "sqlite" else None
         self._file = path.absolute() if path is not None else None
         self._file_id = _file_identity(self._file) if self._file is not None else None
@@ -316,6 +332,8 @@ class Database:
         factory = self._write if write else self._read
         if self._file_id is not None:
             self._check_same_file()
+        if write and self._newer is not None:
+            raise self._newer
         try:
             with factory.begin() as s:
                 wait = _WRITE_WAIT_S.get()
@@ -379,6 +397,21 @@ class Database:
         "running: 502/504" with no worker on it (a session-51 audit). Workers set this shorter than the time after
         which other workers call them stale (``app.worker.Worker``)."""
         self._idle_write_limit_s = seconds
+
+    def schema_changed(self) -> SchemaChangedError | None:
+        """Whether a newer version of the station upgraded the schema since this process opened the database (one small
+        read of its revision): the error that says so, and from then on every write is refused with it, or None. Why:
+        a station left running while a newer one upgraded the database went on writing without the newer version's
+        bookkeeping (a session-52 audit). The window calls it on its label watch's poll, every few seconds."""
+        if self._newer is None:
+            with self.session() as s:
+                found = s.scalar(text(f"SELECT version_num FROM {mig.VERSION_TABLE}"))
+            if found is not None and found != self._opened_at and found not in mig.known_revisions():
+                self._newer = SchemaChangedError(
+                    f"{where(self.sa_url)} was upgraded by a newer version of the station (schema revision {found}): "
+                    "this station must be updated. Nothing more is saved from here (labels not saved yet wait, and "
+                    "are kept when the station closes).")
+        return self._newer
 
     def revision(self) -> str | None:
         try:
@@ -487,8 +520,11 @@ def _migrate(url: URL, engine: Engine, *, busy_timeout_s: float, connect_timeout
 
 
 def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.0,
-                  connect_timeout_s: float = 5.0) -> Database:
-    """Open the database at ``url``; with ``migrate`` bring its schema to this version's head.
+                  connect_timeout_s: float = 5.0,
+                  upgrade_ok: Callable[[PendingUpgrade], bool] | None = None) -> Database:
+    """Open the database at ``url``; with ``migrate`` bring its schema to this version's head. ``upgrade_ok``, where
+    given, is asked before an older schema is upgraded, with who else uses the database now (``PendingUpgrade``); a
+    no is ``UpgradeDeclinedError``, nothing changed. (Not asked for an empty database given its schema.)
 
     Raises ``DatabaseError`` (one sentence) for a bad URL, an unreachable server, a file that is
     not a database, a locked or read-only file, or a schema from a newer application version
@@ -511,14 +547,22 @@ def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.
         if foreign:
             raise _foreign(sa_url)
         if migrate and revision != mig.head_revision():
+            if upgrade_ok is not None and revision is not None:
+                from database.users import other_users
+                pending = PendingUpgrade(Migration(revision, mig.head_revision()),
+                                         other_users(Database(engine, sa_url)), sa_url.get_backend_name() != "sqlite")
+                if not upgrade_ok(pending):
+                    raise UpgradeDeclinedError(f"{where(sa_url)} was not upgraded: it stays at schema revision "
+                                               f"{revision}, which this version cannot use.", pending)
             engine.dispose()  # the migration must be the only connection on SQLite
             found = _migrate(sa_url, engine, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s)
             if found != mig.head_revision():   # (not when another process migrated it first)
                 migration = Migration(found, mig.head_revision())
+            revision = mig.head_revision()
     except DatabaseError:
         engine.dispose()
         raise
     except (sa_exc.SQLAlchemyError, sqlite3.Error) as exc:
         engine.dispose()
         raise translate(exc, sa_url) from None
-    return Database(engine, sa_url, migration)
+    return Database(engine, sa_url, migration, revision)

@@ -73,6 +73,20 @@ class SchemaTooNewError(DatabaseError):
     """The database was migrated by a newer version of the application."""
 
 
+class UpgradeDeclinedError(DatabaseError):
+    """An upgrade of the schema was not made: ``open_database``'s ``upgrade_ok`` said no (``pending`` says what it
+    would have done and who uses the database). Nothing was changed."""
+
+    def __init__(self, message: str, pending: object) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+
+class SchemaChangedError(DatabaseError):
+    """A newer version of the station upgraded the schema under this running one: nothing more is written from here
+    (its writes would lack the newer version's bookkeeping, a session-52 audit), until it is updated."""
+
+
 _LOCKED = " is locked by another program; close it there or try again."
 _READ_ONLY = " is read-only; the station needs to write to it."
 _UNREACHABLE = "cannot reach "

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 QUEUED, RUNNING = ItemStatus.QUEUED.value, ItemStatus.RUNNING.value
 OPEN_JOB = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 MAX_ATTEMPTS = 3  # claims of one item that ended in an error or a dead worker before it is failed
+STALE_AFTER_S = 60.0  # a worker whose heartbeat is older is taken for gone (its work requeued), unless told otherwise
 
 
 def new_worker_id() -> str:
@@ -375,6 +376,15 @@ class JobRepository:
         with self.db.session() as s:
             return [to_dto(w, WorkerInfo) for w in s.scalars(select(Worker).order_by(Worker.started_at))]
 
+    def live_workers(self, stale_after_s: float = STALE_AFTER_S) -> builtins.list[WorkerInfo]:
+        """The workers whose heartbeat is fresh by ``requeue_stale``'s rule. Reads only the columns the table has had
+        since its first schema: an upgrade asks it of an older database before migrating it (``database.users``)."""
+        cols = (Worker.id, Worker.host, Worker.pid, Worker.started_at, Worker.heartbeat_at, Worker.current_job_id)
+        with self.db.session() as s:
+            cutoff = db_now(s) - timedelta(seconds=stale_after_s)
+            return [WorkerInfo(*row) for row in s.execute(select(*cols).where(Worker.heartbeat_at >= cutoff)
+                                                          .order_by(Worker.started_at))]
+
     def heartbeat(self, worker_id: str) -> frozenset[int]:
         """Prove the worker alive; returns the ids of jobs it works on whose cancel was requested."""
         with self.db.session(write=True) as s:
@@ -631,7 +641,7 @@ class JobRepository:
             s.refresh(job)
             return job_dto(job)
 
-    def requeue_stale(self, timeout_s: float = 60.0, max_attempts: int = MAX_ATTEMPTS,
+    def requeue_stale(self, timeout_s: float = STALE_AFTER_S, max_attempts: int = MAX_ATTEMPTS,
                       dead_workers: Iterable[str] = ()) -> int:
         """Recover work of workers whose heartbeat is older than ``timeout_s`` (crashed or hung),
         and of ``dead_workers`` (known dead, e.g. their process is gone from this host).

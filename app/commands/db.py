@@ -10,7 +10,8 @@ from app.commands import refuse_missing_project
 from app.services.station import upgrade_note
 from app.services.wording import plural
 from database import DatabaseError, open_database
-from database.engine import sqlite_file, sqlite_revision
+from database.engine import PendingUpgrade, sqlite_file, sqlite_revision
+from database.errors import UpgradeDeclinedError
 from database.migrate import head_revision
 
 
@@ -24,7 +25,8 @@ def upgrade(args: argparse.Namespace) -> int:
     file = sqlite_file(args.db)
     new = file is not None and not file.exists()  # a mistyped path made a new database and said only "(head)"
     try:
-        db = open_database(args.db, migrate=True)
+        db = open_database(args.db, migrate=True,
+                           upgrade_ok=lambda pending: bool(getattr(args, "force", False)) or not pending.users)
         try:
             upgraded = upgrade_note(db.migration)
             print(f"{db.url}: schema at revision {db.revision()} (head)"
@@ -32,6 +34,14 @@ def upgrade(args: argparse.Namespace) -> int:
                   + (f". {upgraded}" if upgraded else ""))
         finally:
             db.close()
+    except UpgradeDeclinedError as exc:   # others use it now: said with who, upgraded only with --force
+        pending = exc.pending
+        assert isinstance(pending, PendingUpgrade)
+        print(f"error: {exc} It is in use now by: {'; '.join(pending.users)}. Upgraded to "
+              f"{pending.migration.to_revision}, stations and workers running an older version would go on writing "
+              "without what the newer version records, and could not open it again until they are updated: close or "
+              "update them first, or pass --force to upgrade anyway.", file=sys.stderr)
+        return 2
     except DatabaseError as exc:
         return _fail(exc)
     return 0

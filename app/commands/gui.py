@@ -7,6 +7,7 @@ the whole loop (images → predictions → review) at once.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from app.gui.qt_runtime import close_on_termination
     from app.gui.settings_store import SettingsStoreError, load_settings
-    from app.services.station import StationError, open_station, upgrade_note, use_path_map
+    from app.services.station import StationError, UpgradeDeclined, open_station, upgrade_note, use_path_map
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Inspection Review Station")
@@ -77,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     fallback = None
     while True:
         try:
-            db = open_station(url)
+            db = open_station(url, upgrade_ok=functools.partial(confirm_upgrade, url=url))
             break
+        except UpgradeDeclined as exc:   # the person's choice: nothing to retry or to open instead
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except StationError as exc:
             print(f"error: {exc}", file=sys.stderr)
             if source == DB_FLAG:
@@ -113,6 +117,25 @@ def run(args: argparse.Namespace) -> int:
         restore_signals()
     db.close()
     return int(code)
+
+
+def confirm_upgrade(pending, url: str) -> bool:
+    """Whether to upgrade an older database's schema at start-up: asked (Upgrade anyway / Quit) where others use it
+    now or it is a server database (``ask_before_upgrade``), else yes. A session-52 audit: the station upgraded a
+    shared database under a station of the older version, which went on writing without the newer bookkeeping, and
+    nobody was asked or told."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.services.station import ask_before_upgrade, upgrade_question
+
+    if not ask_before_upgrade(pending):
+        return True
+    box = QMessageBox(QMessageBox.Icon.Warning, "Upgrade the database?", upgrade_question(pending, url))
+    upgrade = box.addButton("Upgrade anyway" if pending.users else "Upgrade", QMessageBox.ButtonRole.AcceptRole)
+    quit_ = box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(quit_)
+    box.exec()
+    return box.clickedButton() is upgrade
 
 
 def ask_unreachable(error: StationError, url: str, source: str) -> str:

@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
         r.save_waiting.connect(self._say)
         r.save_waiting.connect(self.status.set_pending_reason)
         self.label_watch.changed.connect(self._labels_changed_somewhere)
+        self.label_watch.schema_changed.connect(self._schema_changed)
         self.label_watch.start()
         self.label_panel.class_chosen.connect(r.set_class)
         self.label_panel.revision_chosen.connect(r.restore_revision)
@@ -295,6 +296,12 @@ class MainWindow(QMainWindow):
             self.queue.refresh_in_background()
             self.queue.update_counts()
         self.review.check_label()
+
+    def _schema_changed(self, text: str) -> None:
+        """A newer station upgraded the database under this one: said in a box and kept in the title (the database
+        refuses this station's writes from now on; labels wait and are kept when the window closes)."""
+        self.setWindowTitle(f"{self.windowTitle()} — out of date: update this station")
+        self._warn(text)
 
     def _say(self, text: str) -> None:
         self.status.say(text)

@@ -879,6 +879,13 @@ class ReviewService:
         """A number that moves whenever any label is saved, in commit order (the window's ``LabelWatch`` polls it)."""
         return self.db.labels.watermark()
 
+    def schema_changed(self) -> str | None:
+        """Why nothing more is saved from here, where a newer station upgraded the database's schema since this one
+        opened it (``Database.schema_changed``: one small read, and every write refused from then on), else None. The
+        window's ``LabelWatch`` asks it on its poll."""
+        changed = self.db.schema_changed()
+        return None if changed is None else str(changed)
+
     def label_revision(self, image_id: int) -> int:
         """The image's newest label revision (0: never labelled)."""
         rev = self.db.labels.current(image_id)

@@ -1,10 +1,10 @@
 """Opening the station's database for the GUI: migrate, and one clear sentence if it fails."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from database.engine import Database, Migration
+    from database.engine import Database, Migration, PendingUpgrade
 
 
 class StationError(Exception):
@@ -19,12 +19,26 @@ class StationError(Exception):
         self.retry, self.variable = retry, variable
 
 
-def open_station(url: str) -> "Database":
+class UpgradeDeclined(StationError):
+    """The person chose not to upgrade the database's schema (``ask_before_upgrade``): nothing was changed."""
+
+
+def open_station(url: str, upgrade_ok: "Callable[[PendingUpgrade], bool] | None" = None) -> "Database":
+    """The database at ``url``, migrated to this version; ``upgrade_ok`` is asked before an older schema is upgraded
+    (``open_database``'s), a no being ``UpgradeDeclined``."""
     from database import path_map
     from database.engine import open_database
-    from database.errors import DatabaseError, LockedError, PathMapUnusableError, UnreachableError
+    from database.errors import (
+        DatabaseError,
+        LockedError,
+        PathMapUnusableError,
+        UnreachableError,
+        UpgradeDeclinedError,
+    )
     try:
-        return open_database(url, migrate=True)
+        return open_database(url, migrate=True, upgrade_ok=upgrade_ok)
+    except UpgradeDeclinedError as exc:
+        raise UpgradeDeclined(str(exc)) from None
     except DatabaseError as exc:
         retry = ("another program may hold it" if isinstance(exc, LockedError) else
                  "the server may be starting, or the network coming back" if isinstance(exc, UnreachableError) else "")
@@ -40,6 +54,30 @@ def upgrade_note(migration: "Migration | None") -> str | None:
         return None
     return (f"The database was upgraded from schema {migration.from_revision} to {migration.to_revision}; stations "
             "running an older version must be updated to open it.")
+
+
+def ask_before_upgrade(pending: "PendingUpgrade") -> bool:
+    """Whether the window asks a person before it upgrades the schema: others use the database now (they would go on
+    writing without the newer version's bookkeeping, a session-52 audit), or it is a server database (the stations
+    sharing it that run an older version cannot open it afterwards). A file nobody else has open is upgraded and said
+    (``upgrade_note``)."""
+    return bool(pending.users) or pending.server
+
+
+def upgrade_question(pending: "PendingUpgrade", url: str) -> str:
+    """The start-up question before an upgrade the window asks about (``ask_before_upgrade``), in plain words."""
+    m = pending.migration
+    text = (f"The database {shown_url(url)} has schema {m.from_revision}; this version of the station needs "
+            f"{m.to_revision} and would upgrade it.")
+    if pending.users:
+        text += "\n\nIt is in use now by:\n" + "\n".join(f"• {u}" for u in pending.users)
+        text += ("\n\nStations and workers running an older version would go on writing to it without what the newer "
+                 "version records, and could not open it again until they are updated. Close or update them first, "
+                 "or upgrade anyway.")
+    else:
+        text += ("\n\nIt is a server database: stations sharing it that run an older version could not open it "
+                 "afterwards until they are updated.")
+    return text + "\n\nQuit leaves the database as it is."
 
 
 def database_problem(url: str) -> str | None:

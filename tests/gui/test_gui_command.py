@@ -107,6 +107,51 @@ def test_the_window_says_it_upgraded_an_older_database(folder, tmp_path, qtbot, 
     assert said in seen["status"] and f"note: {said}" in capsys.readouterr().err
 
 
+def test_the_window_asks_before_upgrading_a_database_an_older_station_has_open(folder, tmp_path, qtbot, monkeypatch):
+    """A session-52 audit: the window upgraded a 0014 database while a station of that version had it open, and that
+    station went on writing without the newer bookkeeping; nobody was asked. Now the window names who uses it and
+    asks (Upgrade anyway / Quit): Quit leaves the database as it was."""
+    from PySide6.QtWidgets import QMessageBox
+    from sqlalchemy import create_engine, text
+
+    from database.migrate import head_revision
+    from tests.database.old_rows import old_labelled_image
+
+    url = f"sqlite:///{tmp_path}/old.sqlite"
+    old_labelled_image(url, "0014_routed_promotion", "a.png", "scratch", "accepted")
+    older_station = create_engine(url)
+    with older_station.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+        conn.execute(text("SELECT count(*) FROM images")).scalar()
+    asked: list[tuple[str, list[str]]] = []
+    choice = ["Quit"]
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: asked.append((box.text(), [b.text() for b in box.buttons()])))
+    monkeypatch.setattr(QMessageBox, "clickedButton", lambda box: next(b for b in box.buttons()
+                                                                       if b.text() == choice[0]))
+
+    def revision() -> str:
+        with older_station.connect() as conn:
+            return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar())
+
+    def close_when_shown():   # (the window the second start opens; the first opens none)
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not wins:
+            QTimer.singleShot(50, close_when_shown)
+            return
+        wins[0].close()
+    QTimer.singleShot(0, close_when_shown)
+    try:
+        assert gui.run(argparse.Namespace(folder=str(folder), db=url)) == 2
+        assert len(asked) == 1 and asked[0][1] == ["Upgrade anyway", "Quit"]
+        assert "another program that has the file open" in asked[0][0] and "0014_routed_promotion" in asked[0][0]
+        assert revision() == "0014_routed_promotion"
+        choice[0] = "Upgrade anyway"
+        assert gui.run(argparse.Namespace(folder=str(folder), db=url)) == 0
+        assert len(asked) == 2 and revision() == head_revision()
+    finally:
+        older_station.dispose()
+
+
 def test_sigterm_closes_the_window_through_its_close_handler(folder, tmp_path, qtbot, monkeypatch):
     """``kill PID`` must run the close handler (which saves labels and ends the worker the station
     started); before, the process died in Qt's loop and left its pre-label worker running."""

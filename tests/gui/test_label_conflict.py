@@ -366,3 +366,34 @@ def test_ctrl_z_of_an_earlier_step_on_an_image_a_gallery_decision_was_refused_on
     assert service.detail(x).label.class_name == CLASSES[2]
     assert service.history(x)[-1].author == "inspector2"
     win.close()
+
+
+def test_a_station_told_that_a_newer_one_upgraded_the_database_stops_saving(service, folder, db, qtbot, monkeypatch):
+    """A session-52 audit: a station left running while a newer one upgraded the database went on writing labels and
+    flags without the newer version's bookkeeping, and nothing told anyone. Its label watch now reads the schema's
+    revision on its poll: a revision this version does not know is said (a box, the title), and the label made after
+    waits ("not saved yet") instead of being written, to be kept in the recovery files when the window closes."""
+    from sqlalchemy import create_engine, text
+
+    import app.gui.label_watch as watch
+    from tests.gui.conftest import build_window, wait_shown
+
+    monkeypatch.setattr(watch, "INTERVAL_MS", 150)
+    win = build_window(service, qtbot)
+    win.open_folder(str(folder))
+    wait_shown(win, qtbot)
+    said: list[str] = []
+    win.label_watch.schema_changed.connect(said.append)
+    newer = create_engine(db.sa_url)
+    try:
+        with newer.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_a_newer_station'"))
+    finally:
+        newer.dispose()
+    qtbot.waitUntil(lambda: "out of date" in win.windowTitle(), timeout=5000)
+    assert len(said) == 1 and "this station must be updated" in said[0]
+    image_id = win.review.image_id
+    press(qtbot, win, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: "not saved yet" in win.status.pending.text(), timeout=5000)
+    assert "must be updated" in win.status.pending.toolTip()
+    assert service.detail(image_id).label.revision == 0   # nothing written

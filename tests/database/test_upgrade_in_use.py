@@ -1,0 +1,128 @@
+"""An upgrade of an older database while others use it, and a station that a newer one upgraded the database under.
+
+A session-52 audit: ``db upgrade`` (and the window) migrated a 0014 database to head while a station of the older
+version had it open; that station went on writing without the newer version's bookkeeping (no watermark raised, no
+``flag_decisions`` row, no model version on its revision), and nothing said so anywhere.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app.cli import main
+from database import migrate as mig
+from database import open_database
+from database.engine import PendingUpgrade
+from database.errors import SchemaChangedError, UpgradeDeclinedError
+from tests.database.old_rows import old_labelled_image
+
+OLD = "0014_routed_promotion"
+
+
+def _revision(url: str) -> str:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar())
+    finally:
+        engine.dispose()
+
+
+def _worker_row(url: str, beat_s_ago: float) -> None:
+    """A worker of the older station, as its registration writes it (the table is as old as the schema)."""
+    engine = create_engine(url)
+    beat = datetime.now(timezone.utc) - timedelta(seconds=beat_s_ago)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM workers"))
+            conn.execute(text("INSERT INTO workers (id, host, pid, started_at, heartbeat_at) "
+                              "VALUES ('lab-pc:4242:ab', 'lab-pc', 4242, :t, :t)"), {"t": beat})
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_refuses_while_an_older_station_has_the_database_open(url: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The older station (a pooled connection that has read, and its worker's fresh heartbeat) is named, the database
+    left at its revision; --force upgrades; once it is gone (connection closed, heartbeat stale) no --force is needed."""
+    old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
+    _worker_row(url, beat_s_ago=2)
+    older_station = create_engine(url)
+    with older_station.connect() as conn:
+        if url.startswith("sqlite"):
+            conn.exec_driver_sql("PRAGMA journal_mode = WAL")   # as every station's connection sets it
+        conn.execute(text("SELECT count(*) FROM images")).scalar()   # its pool keeps the connection open
+    try:
+        assert main(["db", "upgrade", "--db", url]) == 2
+        err = capsys.readouterr().err
+        assert f"stays at schema revision {OLD}" in err and "the worker process 4242 on lab-pc" in err
+        assert ("another program that has the file open" in err) if url.startswith("sqlite") else \
+            ("1 connection of " in err)
+        assert "pass --force to upgrade anyway" in err
+        assert _revision(url) == OLD
+        assert main(["db", "upgrade", "--db", url, "--force"]) == 0
+        assert f"upgraded from schema {OLD} to {mig.head_revision()}" in capsys.readouterr().out
+    finally:
+        older_station.dispose()
+
+
+def test_db_upgrade_goes_ahead_when_nobody_else_uses_the_database(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
+    _worker_row(url, beat_s_ago=600)   # a worker that died long ago: stale by requeue_stale's rule
+    assert main(["db", "upgrade", "--db", url]) == 0
+    assert _revision(url) == mig.head_revision()
+
+
+def test_upgrade_ok_is_asked_with_who_uses_it_and_a_no_changes_nothing(url: str) -> None:
+    old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
+    asked: list[PendingUpgrade] = []
+    with pytest.raises(UpgradeDeclinedError):
+        open_database(url, upgrade_ok=lambda p: asked.append(p) or False)
+    assert len(asked) == 1 and asked[0].migration.from_revision == OLD and asked[0].users == ()
+    assert asked[0].server == (not url.startswith("sqlite"))
+    assert _revision(url) == OLD
+    with open_database(url, upgrade_ok=lambda p: True) as db:
+        assert db.migration is not None and db.migration.from_revision == OLD
+
+
+def test_a_station_notices_a_newer_station_upgraded_the_database_and_stops_writing(url: str) -> None:
+    """The future side: a running station whose database a newer version upgrades (its revision unknown here) learns it
+    from one small read and refuses its writes from then on, with a sentence that says it must be updated."""
+    with open_database(url) as db:
+        folder = db.folders.add("/parts")
+        assert db.schema_changed() is None
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_a_newer_station'"))
+        finally:
+            engine.dispose()
+        changed = db.schema_changed()
+        assert isinstance(changed, SchemaChangedError)
+        assert "upgraded by a newer version of the station (schema revision 0099_from_a_newer_station): this " \
+               "station must be updated" in str(changed)
+        with pytest.raises(SchemaChangedError):
+            db.folders.add("/other")
+        assert [f.id for f in db.folders.list()] == [folder.id]   # reading goes on
+
+
+def test_the_older_file_probe_sees_a_plain_sqlite_connection(tmp_path: Path) -> None:
+    """What the SQLite probe rests on: an open connection that has read keeps the file from an exclusive lock."""
+    import sqlite3
+
+    from database.users import _sqlite_file_open_elsewhere
+
+    path = tmp_path / "s.sqlite"
+    open_database(f"sqlite:///{path}").close()
+    assert not _sqlite_file_open_elsewhere(path)
+    holder = sqlite3.connect(path)
+    holder.execute("SELECT count(*) FROM images").fetchone()
+    try:
+        assert _sqlite_file_open_elsewhere(path)
+    finally:
+        holder.close()
+    assert not _sqlite_file_open_elsewhere(path)
+
