@@ -6,6 +6,7 @@ prints) a single sentence that says what is wrong and where, so these translate 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -89,6 +90,7 @@ class SchemaChangedError(DatabaseError):
 
 _LOCKED = " is locked by another program; close it there or try again."
 _READ_ONLY = " is read-only; the station needs to write to it."
+_FOLDER_READ_ONLY = "; make the folder writable."
 _UNREACHABLE = "cannot reach "
 _QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;\s])(?:password|passwd|pwd)=)[^&;\s]*")
 
@@ -161,6 +163,9 @@ def describe(exc: BaseException, url: URL) -> str:
         if "not a database" in low or "malformed" in low or "disk image" in low:
             return f"{place} is not a database or is damaged ({msg})."
         if "readonly" in low or "read-only" in low:
+            if _folder_blocks(path):
+                return (f"the folder {path.parent.absolute()} that holds {place} is read-only: SQLite needs to create "
+                        f"its journal files beside the file{_FOLDER_READ_ONLY}")
             return f"{place}{_READ_ONLY}"
         if "unable to open" in low:
             if path.is_dir():
@@ -176,6 +181,16 @@ def describe(exc: BaseException, url: URL) -> str:
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and not_answered(exc):
         return f"{_UNREACHABLE}{place}: {msg}."
     return f"{place} cannot be used: {msg}."
+
+
+def _folder_blocks(path: Path) -> bool:
+    """Whether a SQLite file this user may write sits in a folder this user may not write: SQLite then cannot create
+    its journal files, and says the database is read-only (a session-52 audit: a writable file in a read-only folder was
+    reported as "the database file … is read-only", sending the user to a file that was fine)."""
+    try:
+        return path.is_file() and os.access(path, os.W_OK) and not os.access(path.absolute().parent, os.W_OK)
+    except OSError:
+        return False
 
 
 # the server's answers that say "not now": shutting down, crashed and restarting, starting up, too many connections
@@ -227,6 +242,6 @@ def translate(exc: BaseException, url: URL) -> DatabaseError:
         return ConflictError(text)
     if text.endswith(_LOCKED):
         return LockedError(text)
-    if text.endswith(_READ_ONLY):
+    if text.endswith((_READ_ONLY, _FOLDER_READ_ONLY)):
         return ReadOnlyError(text)
     return UnreachableError(text) if text.startswith(_UNREACHABLE) else DatabaseError(text)

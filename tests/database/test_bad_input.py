@@ -241,6 +241,32 @@ def test_check_writable_finds_a_read_only_file_before_any_label_and_writes_nothi
     assert path.stat().st_mtime_ns == before
 
 
+def test_a_writable_file_in_a_read_only_folder_names_the_folder(tmp_path: Path) -> None:
+    """A session-52 audit: an older database file the user may write, in a folder the user may not, was reported as
+    "the database file …/station.sqlite is read-only" (SQLite cannot create its journal files beside it and says the
+    database is read-only), sending the user to a file that was fine. The folder is named, and why."""
+    import os
+
+    from tests.database.old_rows import old_labelled_image
+
+    folder = tmp_path / "share"
+    folder.mkdir()
+    path = folder / "station.sqlite"
+    old_labelled_image(f"sqlite:///{path}", "0014_routed_promotion", "a.png", "scratch", "accepted")
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user writes into a read-only folder anyway (root with CAP_DAC_OVERRIDE)")
+        with pytest.raises(DatabaseError) as exc:
+            open_database(f"sqlite:///{path}")
+        said = _one_sentence(exc)
+        assert type(exc.value).__name__ == "ReadOnlyError"   # the window's read-only note, not an unreachable file
+        assert f"the folder {folder} that holds the database file {path} is read-only" in said
+        assert "SQLite needs to create its journal files" in said
+    finally:
+        folder.chmod(0o755)
+
+
 def test_sqlite_connections_have_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path / 's.sqlite'}", busy_timeout_s=3)
     try:
