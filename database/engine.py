@@ -315,7 +315,9 @@ class Database:
     def file(self) -> Path | None:
         """The SQLite file opened, as an absolute path (None: a server, an in-memory or URI-style database). One file
         is one database however its URL was spelled (relative, absolute, ``~``): what a record of "this database"
-        kept outside it compares (a recovery file, ``ReviewService.recover``)."""
+        kept outside it compares (a recovery file, ``ReviewService.recover``). Links are not followed: it is the path
+        every new connection opens; a record that must name the file itself resolves it when written
+        (``ReviewService._db_file``)."""
         return self._file
 
     @property

@@ -203,7 +203,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.gui.review_controller import ReviewController
     from app.gui.theme import apply_theme
     from app.services.model_catalog import ModelCatalog
-    from app.services.review import ReviewService
+    from app.services.review import ReviewService, recovery_dir
     from app.services.wording import agree, plural
 
     apply_theme(cast(QApplication, QApplication.instance()), settings.theme)  # main() made it
@@ -241,6 +241,11 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
             window.status.set_pending_reason(waits)
             log.warning(waits)
             said.append(waits)
+        if recovered.elsewhere:
+            n = recovered.elsewhere
+            said.append(f"{plural(n, 'recovery file')} {agree(n, 'belongs', 'belong')} to another database: kept in "
+                        f"{recovery_dir()} until the station opens the database {agree(n, 'it was', 'they were')} "
+                        "written on.")
         if recovered.kept_aside or recovered.unreadable:
             # A person has to look at these: a box once the window is up, not a status line the folder's own
             # messages replace a moment later (seen under Xvfb).

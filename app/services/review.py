@@ -855,7 +855,7 @@ class ReviewService:
                     "decided_at": (decided or {}).get(image_id, datetime.now(timezone.utc)).isoformat(
                         timespec="seconds"),
                     "author": self.settings.author, "db": self.db.url,
-                    "db_file": None if self.db.file is None else str(self.db.file),   # (``_this_database``)
+                    "db_file": self._db_file(),   # (``_this_database``)
                     "base_revision": (bases or {}).get(image_id),
                     "may_land": list((landing or {}).get(image_id, [])),
                     "path": path, "content_hash": digest, "source": (sources or {}).get(image_id)}
@@ -904,7 +904,7 @@ class ReviewService:
         saved the image since (another station, while this one could not reach the database), their label
         stays, and the kept one moves to ``recovery/conflicts`` for a person to look at (it was replayed over
         theirs unseen before); one the database already holds (the save landed after the file was written)
-        is done. Files of another database are left alone.
+        is done. Files of another database are left alone, and counted (``elsewhere``).
 
         ``wait_s``: how long each save waits for another program's write lock (None: the busy timeout). A label
         refused as busy stays in its file and is returned in ``waiting``, and after ``BUSY_IN_A_ROW`` such
@@ -913,7 +913,7 @@ class ReviewService:
         audit). The window keeps those waiting with its own labels and its retry saves them (``replay``)."""
         root = folder or recovery_dir()
         _sweep_leftovers(root)
-        saved, aside, unreadable, busy = 0, 0, 0, 0
+        saved, aside, unreadable, busy, elsewhere = 0, 0, 0, 0, 0
         waiting: list[Replay] = []
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
             try:
@@ -922,6 +922,7 @@ class ReviewService:
                     if not isinstance(meta, dict):
                         raise ValueError("not a recovery file")
                     if not self._this_database(meta):
+                        elsewhere += 1   # said at start: kept, it no longer stays in recovery/ unseen
                         continue
                     arrays = recovery_arrays(meta_path.with_suffix(".npz"))
                     int(meta["image_id"])
@@ -982,7 +983,7 @@ class ReviewService:
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
         return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable else None, unreadable,
-                         tuple(waiting))
+                         tuple(waiting), elsewhere)
 
     def replay(self, r: Replay, wait_s: float | None = None) -> tuple[str, Saved | None]:
         """Save one recovery file's label on the revision it was made on, under the inspector who made it (not
@@ -1021,6 +1022,17 @@ class ReviewService:
             except OSError as exc:
                 log.warning("could not remove %s: %s (it is replayed at the next start, or set aside)", path, exc)
 
+    def _db_file(self) -> str | None:
+        """The SQLite file the labels are made on, every link followed, as a recovery file records it (None: not a
+        SQLite file). Resolved when written, not when read: a station opened through a link that was repointed later
+        (``current.sqlite`` -> next week's file) gave the labels to the file the link named then, and the file they
+        were made on refused them (a session-52 audit). Not its (device, inode) identity: a file deleted and another
+        created beside it (``line3.sqlite`` gone, ``line4.sqlite`` new) often gets the freed inode, which would hand
+        it the old file's labels, and a file replaced at its path (a backup moved over it) takes them by that path,
+        as docs/database.md says."""
+        here = self.db.file
+        return None if here is None else str(_real_path(here) or here)
+
     def _this_database(self, meta: dict[str, Any]) -> bool:
         """Whether a recovery file was written on this database. For SQLite: on this file, however either URL was
         spelled (a session-52 audit: a label kept by a station started with ``sqlite:///line3.sqlite`` was never
@@ -1039,10 +1051,8 @@ class ReviewService:
             if named is None:
                 return False
             recorded = str(named)
-        try:
-            return Path(recorded).expanduser().resolve() == here.resolve()
-        except (OSError, RuntimeError, ValueError):   # a path no system reads (a loop of links, a NUL): not this one
-            return False
+        theirs = _real_path(Path(recorded))
+        return theirs is not None and theirs == _real_path(here)
 
     def _other_image(self, image_id: int, meta: dict[str, Any]) -> str | None:
         """Why the image ``meta``'s label was made on is not ``image_id``'s now (None: it is, or the file does not
@@ -1089,6 +1099,15 @@ class ReviewService:
                             or _label_from_revision(r).content_digest() not in landing for r in after):
             return None
         return max(r.revision for r in after)
+
+
+def _real_path(path: Path) -> Path | None:
+    """``path`` absolute, ``~`` expanded and every link followed (None: a path no system reads, a loop of links or a
+    NUL): the one reading by which a recovery file's database is recorded and compared (``ReviewService._db_file``)."""
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def _set_aside(root: Path, meta_path: Path) -> None:
@@ -1155,6 +1174,9 @@ class Recovered:
     aside: str | None = None
     unreadable: int = 0
     waiting: tuple[Replay, ...] = ()   # refused as busy: still in their files, for the window to keep and retry
+    # files written on another database, left where they are: a file whose database was moved, or was opened by a
+    # link since repointed, stayed in recovery/ at every start and nobody was told (a session-52 audit)
+    elsewhere: int = 0
 
 
 @dataclass(frozen=True)

@@ -382,3 +382,28 @@ def test_a_read_only_database_is_said_in_the_window_from_the_start(db_url, qtbot
     assert "Labels made now wait unsaved" in said
     win.close()
     db.close()
+
+
+def test_the_start_says_how_many_recovery_files_belong_to_another_database(db_url, folder, artifacts, tmp_path,
+                                                                           qtbot):
+    """A session-52 audit: a recovery file of another database (one since moved, or opened through a link since
+    repointed) was passed over at every start without a word, staying in recovery/ for good. Now the start says how
+    many there are and where they are kept."""
+    from app.gui.settings_store import StationSettings
+    from app.services.review import ReviewService, ReviewSettings, recovery_dir
+    from app.services.review_types import LabelState, QueueFilter
+    from database.engine import open_database
+    other = open_database(f"sqlite:///{tmp_path / 'line2.sqlite'}")
+    alice = ReviewService(other, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+    ids = [it.image_id for it in alice.queue(QueueFilter(folder_id=alice.open_folder(folder).id))][:2]
+    alice.write_recovery({i: LabelState(class_name="scratches", review_state="corrected") for i in ids},
+                         bases={i: 0 for i in ids})
+    other.close()
+    db = open_database(db_url)
+    win = gui.build_window(db, StationSettings(reviewer="bob"), db_url, interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    assert (f"2 recovery files belong to another database: kept in {recovery_dir()} until the station opens the "
+            "database they were written on.") in win.statusBar().currentMessage()
+    assert len(list(recovery_dir().glob("*.json"))) == 2
+    win.close()
+    db.close()

@@ -604,6 +604,44 @@ def test_a_recovery_file_is_replayed_on_its_sqlite_file_however_the_url_is_spell
     assert replayed("a", f"sqlite:///{line3}", tmp_path / "r3") == 1       # an older file: its URL read from here
 
 
+def test_a_recovery_file_made_through_a_link_is_replayed_on_the_file_the_link_named_then(folder, artifacts, tmp_path):
+    """A session-52 audit: a recovery file recorded the database's path as opened (``current.sqlite``, a link to
+    line3.sqlite) and followed the link only when read, so once the link named next week's file (line4.sqlite) line4
+    took line3's label and line3, the file it was made on, refused it. Now the file the link named when the label was
+    kept is recorded; and a file of another database is counted (said at start), not passed over without a word."""
+    import json
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    line3, line4, link, rec = (tmp_path / "line3.sqlite", tmp_path / "line4.sqlite", tmp_path / "current.sqlite",
+                               tmp_path / "rec")
+
+    def service_on(path: Path) -> tuple:
+        db = open_database(f"sqlite:///{path}")
+        service = ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+        return db, service, service.queue(QueueFilter(folder_id=service.open_folder(folder).id))[0].image_id
+
+    for path in (line3, line4):
+        service_on(path)[0].close()   # both index the same pictures
+    link.symlink_to(line3)
+    db, service, image_id = service_on(link)
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec,
+                           bases={image_id: 0})
+    db.close()
+    assert json.loads(next(rec.glob("*.json")).read_text())["db_file"] == str(line3.resolve())
+    link.unlink()
+    link.symlink_to(line4)   # the link names next week's file now
+    db, service, _ = service_on(line4)
+    out = service.recover(rec)
+    assert (out.saved, out.elsewhere) == (0, 1) and service.history(image_id) == []
+    db.close()
+    db, service, _ = service_on(line3)
+    out = service.recover(rec)
+    assert (out.saved, out.elsewhere) == (1, 0)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
+    db.close()
+
+
 @pytest.mark.parametrize("fails", ["masks", "json"])
 def test_a_recovery_file_whose_write_fails_leaves_nothing_and_leftovers_are_swept(service, seeded, tmp_path,
                                                                                   monkeypatch, fails):
