@@ -929,6 +929,11 @@ class ReviewService:
                 except FileNotFoundError:
                     if not meta_path.exists():
                         continue  # another start (a station sharing this home) took the file meanwhile: not damaged
+                    if (root / CONFLICTS / meta_path.with_suffix(".npz").name).exists():
+                        # its masks were set aside first (``_set_aside``), by a station sharing this home now, or
+                        # by one killed before it moved the JSON: the JSON follows them, not "lost its masks"
+                        _set_aside(root, meta_path)
+                        continue
                     log.warning("the recovery file %s lost its masks: kept aside", meta_path)  # (the review: skipped
                     _set_aside(root, meta_path)                                      # silently at every start)
                     unreadable += 1
@@ -1111,9 +1116,12 @@ def _real_path(path: Path) -> Path | None:
 
 
 def _set_aside(root: Path, meta_path: Path) -> None:
-    """A recovery file and its masks to ``root/conflicts``, for a person to look at (never replayed)."""
+    """A recovery file and its masks to ``root/conflicts``, for a person to look at (never replayed). The masks go
+    first: a station killed between the two moves leaves the JSON where the next start looks, and that start moves it
+    after its masks (``recover``); moved second, the masks were left in ``root`` beside no JSON, the pair split for
+    good (a session-52 audit)."""
     (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
-    for path in (meta_path, meta_path.with_suffix(".npz")):
+    for path in (meta_path.with_suffix(".npz"), meta_path):
         if path.exists():
             path.replace(root / CONFLICTS / path.name)
 
@@ -1121,12 +1129,15 @@ def _set_aside(root: Path, meta_path: Path) -> None:
 def _sweep_leftovers(root: Path) -> None:
     """Remove what failed or killed writes of recovery files left in ``root`` and its ``conflicts``: masks without
     their JSON, temporary files. Only those older than ``LEFTOVER_AGE_S``: a station sharing this home may be
-    writing the pair right now (the masks go first, the JSON after them)."""
+    writing the pair right now (the masks go first, the JSON after them). Masks whose JSON is in the other folder
+    are a pair being set aside (``_set_aside``) by a station sharing this home, or by one killed between its two
+    moves: kept (a two-day-old pair swept between them lost its masks, a session-52 audit)."""
     now = time.time()
-    for folder in (root, root / CONFLICTS):
+    folders = (root, root / CONFLICTS)
+    for folder in folders:
         for path in [*folder.glob("*.npz"), *folder.glob("*.tmp")] if folder.is_dir() else []:
             try:
-                if path.suffix == ".npz" and path.with_suffix(".json").exists() \
+                if path.suffix == ".npz" and any((f / path.with_suffix(".json").name).exists() for f in folders) \
                         or now - path.stat().st_mtime < LEFTOVER_AGE_S:
                     continue
                 path.unlink()

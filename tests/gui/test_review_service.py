@@ -686,3 +686,56 @@ def test_a_recovery_file_whose_write_fails_leaves_nothing_and_leftovers_are_swep
             os.utime(path, (hours_ago, hours_ago))
     assert service.recover(rec).saved == 1   # a whole pair, however old, is replayed
     assert sorted(p.name for p in rec.rglob("*") if p.is_file()) == ["20260101-000000-image4-dddd.npz"]
+
+
+def test_a_pair_being_set_aside_keeps_its_masks_through_a_sweep_and_a_killed_move(service, seeded, tmp_path,
+                                                                                   monkeypatch):
+    """A session-52 audit: a station setting a two-day-old recovery pair aside moved its JSON to conflicts/ and its
+    masks after it; a station sharing the home that swept leftovers between the two moves took the masks for a failed
+    write's (no JSON beside them) and deleted them, and one killed between the moves split the pair for good. Now the
+    sweep keeps masks whose JSON is in either folder, and the masks move first, the JSON following at the next start
+    if the move was cut short."""
+    import os
+    import time
+
+    import app.services.review as review
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[0].image_id
+    rec = tmp_path / "rec"
+    old = time.time() - 2 * 86400   # kept two days while the database was away
+
+    def old_pair() -> Path:
+        service.write_recovery({image_id: LabelState(class_name="scratches", mask=np.eye(64, dtype=bool),
+                                                     review_state="corrected")}, rec, bases={image_id: 0})
+        meta = next(rec.glob("*.json"))
+        for path in (meta, meta.with_suffix(".npz")):
+            os.utime(path, (old, old))
+        return meta
+
+    meta = old_pair()
+    real_replace = Path.replace
+
+    def the_other_station_sweeps_between(self, target):
+        out = real_replace(self, target)
+        review._sweep_leftovers(rec)   # a start of the station sharing this home
+        return out
+    monkeypatch.setattr(Path, "replace", the_other_station_sweeps_between)
+    review._set_aside(rec, meta)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (rec / "conflicts").iterdir()) == [meta.name, meta.with_suffix(".npz").name]
+
+    meta = old_pair()   # a station killed after its first move
+    nth = []
+
+    def killed_after_one(self, target):
+        nth.append(self)
+        if len(nth) > 1:
+            raise KeyboardInterrupt("killed")
+        return real_replace(self, target)
+    monkeypatch.setattr(Path, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        review._set_aside(rec, meta)
+    monkeypatch.undo()
+    out = service.recover(rec)
+    assert (out.saved, out.kept_aside, out.unreadable) == (0, 0, 0)
+    assert not list(rec.glob("*.*"))
+    assert {meta.name, meta.with_suffix(".npz").name} <= {p.name for p in (rec / "conflicts").iterdir()}
