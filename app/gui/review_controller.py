@@ -36,6 +36,7 @@ from app.services.review import (
     BUSY_IN_A_ROW,
     CONFLICTS,
     LabelConflict,
+    LabelGone,
     Replay,
     ReviewError,
     StorageBusy,
@@ -1263,13 +1264,16 @@ class ReviewController(QObject):
                 if replay is not None:  # an earlier session's label: its file's revision, author and source
                     kind, replayed = self.service.replay(replay, wait_s)
                     if replayed is None:  # the database held it already, or someone saved the image since
-                        out.append((image_id, seq, "recovered", kind))
+                        out.append((image_id, seq, "recovered", (kind, replay)))
                         continue
                     saved = replayed
                 else:
                     saved = self.service.save(image_id, state, changed, expected_revision=base, source=source,
                                               wait_s=wait_s)
             except LabelConflict as exc:
+                if isinstance(exc, LabelGone) and replay is not None:  # its file is set aside (``service.replay``)
+                    out.append((image_id, seq, "gone", (exc, replay)))
+                    continue
                 # Saved elsewhere while this one waited: theirs stands; this one is kept in a file.
                 try:
                     made = self._decided.get(image_id)   # one atomic read of the GUI thread's dict (a datetime)
@@ -1320,17 +1324,23 @@ class ReviewController(QObject):
                     self._pending_seq.pop(image_id, None)
                 if self._settled(image_id, seq) and self.image_id == image_id:
                     self.reload(image_id)  # the stored label, as it is
-            elif kind == "recovered":   # a recovery file's label the database held already, or set aside
+            elif kind in ("recovered", "gone"):   # a recovery file's label held already, or set aside
                 if current:
                     del self._pending[image_id]
                     self._pending_seq.pop(image_id, None)
                 self._replays.pop(image_id, None)
                 if self._settled(image_id, seq) and self.image_id == image_id:
                     self.reload(image_id)  # the stored label, as it is
-                if value == ASIDE:
-                    self.save_failed.emit(
-                        f"The label of {self.named(image_id)} kept from an earlier session was not saved: someone labelled "
-                        f"the image since, and their label stands. It is kept in {recovery_dir() / CONFLICTS}.")
+                answer, replay = value
+                if kind == "gone":   # the image, or its model answer, is gone: said as of a label of this window's
+                    # (it said "someone labelled the image since", untrue: a session-52 audit)
+                    why = "the image is no longer in the database" if answer.image_gone else str(answer)
+                elif answer == ASIDE:
+                    why = "someone labelled the image since, and their label stands"
+                else:
+                    continue   # the database held it already
+                self.save_failed.emit(f"The label of {replay.image()} kept from an earlier session was not saved: "
+                                      f"{why}. It is kept in {recovery_dir() / CONFLICTS}.")
             elif kind == "busy":
                 self._locked = True
         self.pending_changed.emit(len(self._pending))

@@ -105,6 +105,7 @@ class LabelGone(LabelConflict):
 
     def __init__(self, image_id: int, image_gone: bool) -> None:
         self.image_id, self.revision, self.author = image_id, 0, None
+        self.image_gone = image_gone   # (else the model answer it took from is gone)
         ReviewError.__init__(self, f"image {image_id} is no longer in the database" if image_gone else
                              "the image's file changed and was indexed again meanwhile, at another station or window, "
                              "so the model answer this label took from (the old picture's) is gone")
@@ -968,7 +969,8 @@ class ReviewService:
                                 "recovered after a failed save" + _decided(meta.get("decided_at")),
                                 None if base is None else int(base), author,
                                 _source(meta.get("source")),   # (absent from older files: not said)
-                                tuple(str(d) for d in meta.get("may_land") or ()))
+                                tuple(str(d) for d in meta.get("may_land") or ()),
+                                meta["path"] if isinstance(meta.get("path"), str) and meta["path"] else None)
                 if busy >= BUSY_IN_A_ROW:
                     waiting.append(replay)   # the database is locked: not tried, it waits with the others
                     continue
@@ -978,6 +980,11 @@ class ReviewService:
                     log.warning("%s: the database is busy (%s): the label waits", meta_path, exc)
                     busy += 1
                     waiting.append(replay)
+                    continue
+                except LabelGone as exc:   # (went since ``_other_image`` looked, or its model answer did)
+                    log.warning("%s: %s: kept aside", meta_path, exc)
+                    busy = 0
+                    aside += 1
                     continue
                 busy = 0
                 if kind == ASIDE:
@@ -995,13 +1002,19 @@ class ReviewService:
         whoever starts the station next), and remove the file: ("saved", the revision), or ("held", None) where
         the database holds that label already (the save landed after the file was written), or (``ASIDE``, None)
         where someone saved the image since: their label stays and the file moves to ``recovery/conflicts``.
-        ``StorageBusy`` (the file stays) where the lock was not had within ``wait_s``; ``recover`` and the
-        window's retry of a label ``recover`` left waiting (``ReviewController.adopt_recovered``) both call it."""
+        ``StorageBusy`` (the file stays) where the lock was not had within ``wait_s``; ``LabelGone``, the file moved to
+        ``recovery/conflicts`` first, where the image (or the model answer the label took from) is no longer stored:
+        no one labelled it since, and the window's retry said so of such a label (a session-52 audit). ``recover``
+        and the window's retry of a label ``recover`` left waiting (``ReviewController.adopt_recovered``) both call
+        it."""
         image_id, st, note = r.image_id, r.state, r.note
         saved: Saved | None = None
         try:
             saved = self.save(image_id, st, note, expected_revision=r.base, author=r.author, source=r.source,
                               wait_s=wait_s)
+        except LabelGone:
+            _set_aside(r.path.parent, r.path)
+            raise
         except LabelConflict:
             current = self.db.labels.current(image_id)
             own = self._own_landing(image_id, r.base, r.author, r.may_land) if current is not None else None
@@ -1202,6 +1215,11 @@ class Replay:
     author: str | None          # who made it
     source: str | None          # how the image came to be labelled
     may_land: tuple[str, ...]   # content digests of the writes its window still had on their way
+    image_path: str | None = None   # the image's file as the label was made on it (None: an older file)
+
+    def image(self) -> str:
+        """The image named for a person: by its file where the recovery file says it, else by its id."""
+        return self.image_path or f"image {self.image_id}"
 
 
 ASIDE = "aside"    # ``replay``: someone saved the image since; the file went to recovery/conflicts

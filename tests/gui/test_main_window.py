@@ -678,6 +678,36 @@ def test_a_label_left_in_a_recovery_file_that_the_start_could_not_save_is_shown_
     db.close()
 
 
+def test_a_label_kept_from_before_whose_image_was_deleted_meanwhile_is_said_so_not_as_someone_elses(
+        db_url, folder, artifacts, qtbot):
+    """A session-52 audit: a label an earlier session kept in a recovery file, left waiting at start by a locked
+    database, whose image was deleted before the retry saved it, was said to be "not saved: someone labelled the image
+    since, and their label stands" (no one had), naming "image 2". Now the message says the image is no longer in the
+    database, naming its file, and the recovery file is kept aside."""
+    from app.services.review import recovery_dir
+    from app.services.review_types import LabelState, QueueFilter
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = next(it.image_id for it in service.queue(QueueFilter(folder_id=service.folders()[0].id))
+                    if it.image_id != win.review.image_id)   # not the one on screen
+    path = db.images.path_of(image_id)
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")},
+                           bases={image_id: 0}, images={image_id: (path, None)})
+    out = service.recover(wait_s=0.05)
+    assert len(out.waiting) == 1
+    win.review.adopt_recovered(out.waiting)
+    said: list[str] = []
+    win.review.save_failed.connect(said.append)
+    blocker.execute("DELETE FROM images WHERE id = ?", (image_id,))   # deleted meanwhile, by whoever held the lock
+    blocker.commit()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=10000)
+    assert said == [f"The label of {path} kept from an earlier session was not saved: the image is no longer in the "
+                    f"database. It is kept in {recovery_dir() / 'conflicts'}."]
+    assert not list(recovery_dir().glob("*.json")) and len(list((recovery_dir() / "conflicts").glob("*.json"))) == 1
+    win.close()
+    db.close()
+
+
 def test_a_label_next_label_kept_in_a_recovery_file_keeps_its_source(service, db, folder, artifacts, qtbot,
                                                                      monkeypatch, tmp_path):
     """A session-51 audit: a label made on a "label next" proposal while the database refused it, kept in a recovery
