@@ -1398,15 +1398,22 @@ class ReviewController(QObject):
         their files stay as they are (a copy would name this station's reviewer as the label's author)."""
         return {i: w for i, w in waiting.items() if self._replay_of(i) is None}
 
-    def adopt_recovered(self, replays: Sequence[Replay]) -> None:
+    def adopt_recovered(self, replays: Sequence[Replay]) -> int:
         """Labels an earlier session left in recovery files that the start-up could not save, the database busy
         (``ReviewService.recover``'s ``waiting``): they wait with this window's own, shown on their images, in the
         "not saved yet — retrying" mark, and the retry saves each from its file when the database accepts writes. A
         session-52 audit: the start-up stood still 10 s per file, then said nothing, the images showed unreviewed,
-        and nothing tried them again in that session. An edit made on top of one replaces it (its file goes)."""
+        and nothing tried them again in that session. An edit made on top of one replaces it (its file goes).
+
+        Returns how many were taken: one label of an image waits at a time (it is what the image shows, and what an
+        edit replaces), the first in ``replays`` (``recover``'s order, by file name, which begins with the second it was
+        written: the one the next start would replay first). Another of the same image (two inspectors' files) stays in its file for the next start, which
+        replays it on the image as it then is (a session-52 audit: the start said "2 labels … wait" and took one)."""
+        taken = 0
         for r in replays:
             if r.image_id in self._local:
                 continue
+            taken += 1
             self._seq += 1
             self._newest[r.image_id] = self._seq
             self._local[r.image_id] = (r.state, r.note, r.source)
@@ -1416,6 +1423,7 @@ class ReviewController(QObject):
             self._keep_pending(r.image_id, self._seq, r.state, r.note, r.source)
         if replays:
             self._locked = True   # the start-up found the database locked: edits join them without a try
+        return taken
 
     def _supersede_replay(self, image_id: int) -> None:
         """A new edit of an image showing a label left in a recovery file: made on top of it, it replaces the
