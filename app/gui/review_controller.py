@@ -128,6 +128,9 @@ class ReviewController(QObject):
         # start-up could not save, the database busy (``adopt_recovered``): it waits with the others, and its retry
         # replays the file (``ReviewService.replay``: on its revision, under its author, the file removed)
         self._replays: dict[int, tuple[int, Replay]] = {}
+        # image id -> such a label an edit made on top of it replaced: its file stays until that edit is saved (in the
+        # database, or in a recovery file of its own), and an undo back to it restores it (``_supersede_replay``)
+        self._superseded: dict[int, Replay] = {}
         # Label saves run on their own thread in the order made (ADR 0005): the GUI thread shows the label at once.
         self._writes = BackgroundCalls("label-writes", self)
         self._seq = 0                                   # numbers the edits
@@ -923,7 +926,9 @@ class ReviewController(QObject):
         self._newest[image_id] = seq
         self._local[image_id] = (state, changed, source)
         self._decided[image_id] = datetime.now(timezone.utc)   # a recovery file's "decided_at" (not the close's time)
-        self._supersede_replay(image_id)
+        restored = replay and self._restore_replay(image_id, seq, state)
+        if not restored:
+            self._supersede_replay(image_id)
         guess = None
         if self._shows(image_id):
             assert self.detail is not None
@@ -936,7 +941,8 @@ class ReviewController(QObject):
             self.label_changed.emit(state)
             self.item_changed.emit(item)  # the cell and the counts at once; the stored row follows the answer
             self.state_guessed.emit(guess)
-        if self._locked:  # the last try found the file locked: join the waiting labels without a try
+        if self._locked or restored:  # the last try found the file locked: join the waiting labels without a try
+            # (a restored recovery file's label is saved from its file by the retry, under its author)
             self._keep_pending(image_id, seq, state, changed, source)
             if guess is not None:
                 self.state_settled.emit(guess, None)  # not stored: the counts say what the database holds
@@ -1063,6 +1069,7 @@ class ReviewController(QObject):
         """Edit ``seq`` is in the database: the stored label and row replace the shown ones when no newer edit of
         the image is on its way."""
         self._locked = False
+        self._drop_superseded([image_id])   # an edit made on a recovery file's label is saved: the file goes
         self._seen[image_id] = saved.label.revision
         self._own_rev[image_id] = saved.label.revision
         self._landed[image_id] = saved.label   # a read that began before this landed returns an older revision
@@ -1317,6 +1324,7 @@ class ReviewController(QObject):
                     del self._pending[image_id]
                     self._pending_seq.pop(image_id, None)
                 self._settled(image_id, seq)
+                self._drop_superseded([image_id])   # the edit is kept in a file of its own
                 self._conflict(exc, changed, kept_in=where)
             elif kind == "unchanged":
                 if current:
@@ -1365,7 +1373,9 @@ class ReviewController(QObject):
         newest = self._not_in_files({**self._pending, **self._local})
         if not newest:
             return []
-        return self.service.recovery_files(tag="-closing", **self._recovery_args(newest))
+        written = self.service.recovery_files(tag="-closing", **self._recovery_args(newest))
+        self._drop_superseded(newest)   # their copies are written: a station killed now replays those alone
+        return written
 
     def _recovery_args(self, waiting: dict) -> dict[str, Any]:
         """What a recovery file keeps of these waiting labels (``keep_safe``'s and ``rescue_pending``'s one list):
@@ -1391,7 +1401,10 @@ class ReviewController(QObject):
             self._adopt_on_the_way()
         if not self._pending:
             return None
-        return self.service.write_recovery(**self._recovery_args(self._not_in_files(self._pending)))
+        waiting = self._not_in_files(self._pending)
+        where = self.service.write_recovery(**self._recovery_args(waiting))
+        self._drop_superseded(waiting)   # the edits made on recovery files' labels are in files of their own
+        return where
 
     def _not_in_files(self, waiting: dict) -> dict:
         """``waiting`` without the labels an earlier session left in recovery files still there (``adopt_recovered``):
@@ -1426,11 +1439,32 @@ class ReviewController(QObject):
         return taken
 
     def _supersede_replay(self, image_id: int) -> None:
-        """A new edit of an image showing a label left in a recovery file: made on top of it, it replaces the
-        file (kept, the next start would replay it and set the newer label's copy aside)."""
+        """A new edit of an image showing a label left in a recovery file: made on top of it, it replaces the label,
+        and the file goes once the edit is saved (``_drop_superseded``; kept, the next start would replay it and set
+        the newer label's copy aside). Not at once: an undo back to it then wrote its content as this window's
+        reviewer's label, "undo class", its author and its "recovered" note lost (a session-52 audit)."""
         kept = self._replays.pop(image_id, None)
         if kept is not None:
-            self.service.drop_recovery(kept[1])
+            self._superseded[image_id] = kept[1]
+
+    def _restore_replay(self, image_id: int, seq: int, state: LabelState) -> bool:
+        """An undo (or redo) back to the recovery file's label an edit replaced: the file's label waits again, saved
+        from its file (its revision, author and note), while the edit on top of it was never sent to the database
+        (one on its way may land: then the undo is this window's edit like any other)."""
+        r = self._superseded.get(image_id)
+        if r is None or self._in_flight.get(image_id) or not state.same_content(r.state) or not r.path.exists():
+            return False
+        del self._superseded[image_id]
+        self._replays[image_id] = (seq, r)
+        return True
+
+    def _drop_superseded(self, image_ids: Iterable[int]) -> None:
+        """The edits made on top of these images' recovery-file labels are saved (in the database, or in a recovery
+        file of their own): the files they replaced go."""
+        for image_id in image_ids:
+            r = self._superseded.pop(image_id, None)
+            if r is not None:
+                self.service.drop_recovery(r)
 
 
 @dataclass(frozen=True)

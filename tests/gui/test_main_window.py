@@ -669,12 +669,69 @@ def test_a_label_left_in_a_recovery_file_that_the_start_could_not_save_is_shown_
     qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == "scratches",
                     timeout=5000)
     win.review.set_class(CLASSES[1])   # on top of it
-    assert not list(recovery_dir().glob("*.*"))
     blocker.rollback()
     blocker.close()
     qtbot.waitUntil(lambda: not win.review.pending(), timeout=10000)
     assert [(r.class_name, r.review_state) for r in service.history(image_id)] == [(CLASSES[1], "corrected")]
+    assert not list(recovery_dir().glob("*.*"))   # the edit is saved: the file it replaced is gone
     win.close()
+    db.close()
+
+
+def test_an_undo_back_to_a_label_kept_from_before_saves_it_as_its_author_made_it(db_url, folder, artifacts, qtbot):
+    """A session-52 audit: an edit on top of a label kept in alice's recovery file (left waiting at start by a locked
+    database) removed the file at once, and Ctrl+Z then saved alice's label as the reviewer's own, "undo class"
+    (history: scratches, tester, undo class), her authorship and her "recovered" note lost. Now the file stays until
+    the edit is saved, and the undo back to her label has it saved from her file."""
+    from app.services.review import ReviewService, ReviewSettings, recovery_dir
+    from app.services.review_types import LabelState
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts).write_recovery(
+        {image_id: LabelState(class_name="scratches", review_state="corrected")}, bases={image_id: 0})
+    out = service.recover(wait_s=0.05)
+    assert len(out.waiting) == 1
+    win.review.adopt_recovered(out.waiting)
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == "scratches",
+                    timeout=5000)
+    win.review.set_class(CLASSES[1])   # on top of it
+    win.review.undo_stack.undo()       # back to alice's
+    assert win.review.label.class_name == "scratches"
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=10000)
+    assert [(r.class_name, r.author, r.note.startswith("recovered after a failed save"))
+            for r in service.history(image_id)] == [("scratches", "alice", True)]
+    assert not list(recovery_dir().glob("*.*"))
+    win.close()
+    db.close()
+
+
+def test_an_edit_on_a_label_kept_from_before_closed_unsaved_leaves_the_edit_alone_in_recovery(
+        db_url, folder, artifacts, qtbot):
+    """The file of a label kept from before now stays until the edit made on top of it is saved (a session-52 audit:
+    removed at once, an undo back to it lost its author): closed with the database still locked, the edit goes to a
+    recovery file of its own and the file it replaced goes, so the next start replays the edit alone (both kept, the
+    older would be replayed first and the edit set aside as made on an older revision)."""
+    from app.services.review import ReviewService, ReviewSettings, recovery_dir
+    from app.services.review_types import LabelState
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts).write_recovery(
+        {image_id: LabelState(class_name="scratches", review_state="corrected")}, bases={image_id: 0})
+    win.review.adopt_recovered(service.recover(wait_s=0.05).waiting)
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == "scratches",
+                    timeout=5000)
+    win.review.set_class(CLASSES[1])   # on top of it
+    assert len(list(recovery_dir().glob("*.json"))) == 1   # alice's, until the edit is saved
+    win.close()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=10000)   # the last try refused: kept in a file
+    kept = [json.loads(p.read_text()) for p in recovery_dir().glob("*.json")]
+    assert [(k["class_name"], k["author"]) for k in kept] == [(CLASSES[1], "tester")]
+    blocker.rollback()
+    blocker.close()
     db.close()
 
 
