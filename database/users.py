@@ -19,11 +19,16 @@ from database.engine import sqlite_file
 if TYPE_CHECKING:
     from database.engine import Database
 
-# PostgreSQL's other client sessions on this database, grouped by who and from where (a station keeps a few pooled)
+# PostgreSQL's other client sessions on this database, grouped by who and from where (a station keeps a few pooled).
+# A role that is not a superuser (nor in pg_read_all_stats) sees another role's sessions with their details hidden:
+# backend_type and client_addr NULL, the user name shown. Those count too (hidden: true), else an older station
+# logging in as another role was not seen and `db upgrade` went ahead without asking (a session-52 audit); the
+# server's own background processes (autovacuum and the like) are rows with no user.
 _PG_SESSIONS = text(
-    "SELECT usename, host(client_addr), application_name, count(*) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-    "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    "SELECT usename, host(client_addr), application_name, backend_type IS NULL AS hidden, count(*) "
+    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND (backend_type = 'client backend' OR (backend_type IS NULL AND usename IS NOT NULL)) "
+    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4")
 
 
 def other_users(db: Database) -> tuple[str, ...]:
@@ -35,8 +40,12 @@ def other_users(db: Database) -> tuple[str, ...]:
     users = [f"the worker process {w.pid} on {w.host}" for w in db.jobs.live_workers()]
     if db.dialect == "postgresql":
         with db.session() as s:
-            for user, addr, app, n in s.execute(_PG_SESSIONS):
-                who = f"{n} connection{'' if n == 1 else 's'}" + (f" of {user}" if user else "")
+            for user, addr, app, hidden, n in s.execute(_PG_SESSIONS):
+                who = f"{n} connection{'' if n == 1 else 's'}"
+                if hidden:   # the server shows this role only who, not from where
+                    users.append(f"{who} of role {user}" + (f" ({app})" if app else ""))
+                    continue
+                who += f" of {user}" if user else ""
                 users.append(who + (f" from {addr}" if addr else "") + (f" ({app})" if app else ""))
         db.engine.dispose()
         return tuple(users)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -47,6 +47,37 @@ def pg_url() -> Iterator[str]:
         with eng.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         eng.dispose()
+
+
+@pytest.fixture
+def pg_role(pg_url: str) -> Iterator[Callable[[], str]]:
+    """Makes login roles on the server of ``pg_url`` (neither superuser nor allowed to read every session's details):
+    each call a new one, returning the URL of ``pg_url``'s database as that role. Whatever a role comes to own there
+    is given back to the test's user and its grants dropped before the role is, at the end. Skips where the test's
+    user may not create roles."""
+    made: list[str] = []
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+
+    def make() -> str:
+        role = f"station_role_{uuid.uuid4().hex[:12]}"
+        try:
+            with admin.connect() as c:
+                c.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'station'"))
+        except Exception as exc:  # noqa: BLE001 - any refusal means: roles cannot be tested here
+            pytest.skip(f"the test's PostgreSQL user may not create roles: {str(exc).splitlines()[0]}")
+        made.append(role)
+        return make_url(pg_url).set(username=role, password="station").render_as_string(hide_password=False)
+
+    try:
+        yield make
+    finally:
+        with admin.connect() as c:
+            for role in made:
+                c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"), {"r": role})
+                c.execute(text(f"REASSIGN OWNED BY {role} TO current_user"))
+                c.execute(text(f"DROP OWNED BY {role}"))
+                c.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from app.cli import main
 from database import migrate as mig
@@ -65,6 +66,38 @@ def test_db_upgrade_refuses_while_an_older_station_has_the_database_open(url: st
         assert _revision(url) == OLD
         assert main(["db", "upgrade", "--db", url, "--force"]) == 0
         assert f"upgraded from schema {OLD} to {mig.head_revision()}" in capsys.readouterr().out
+    finally:
+        older_station.dispose()
+
+
+@pytest.mark.postgres
+def test_db_upgrade_sees_an_older_station_logged_in_as_another_role(pg_url: str, pg_role,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A session-52 audit: on PostgreSQL a role that is not a superuser sees another role's sessions with their
+    details hidden (no backend type, no address), and the look for other users kept only rows typed "client backend":
+    an older station logging in as another role was not seen, and `db upgrade` upgraded under it without asking."""
+    station, older = pg_role(), pg_role()
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:   # the upgrading station's role owns the database, as a line's admin set it up
+            conn.execute(text(f"ALTER DATABASE {make_url(station).database} OWNER TO {make_url(station).username}"))
+    finally:
+        admin.dispose()
+    old_labelled_image(station, OLD, "a.png", "scratch", "accepted")
+    owner = create_engine(station)
+    try:
+        with owner.begin() as conn:
+            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "
+                              f"{make_url(older).username}"))
+    finally:
+        owner.dispose()
+    older_station = create_engine(older)
+    with older_station.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM images")).scalar()   # its pool keeps the connection open
+    try:
+        assert main(["db", "upgrade", "--db", station]) == 2
+        assert f"1 connection of role {make_url(older).username}" in capsys.readouterr().err
+        assert _revision(station) == OLD
     finally:
         older_station.dispose()
 
