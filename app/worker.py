@@ -29,7 +29,6 @@ import numpy as np
 
 from app.services.artifacts import ArtifactStore, MapsUnwritable, store_for
 from app.services.champion import COMPARE
-from app.services.child_command import pid_alive
 from app.services.display import encode_mask_png
 from app.services.flags import FlagSettings, flag_result
 from app.services.model_files import local_model_dir
@@ -39,6 +38,7 @@ from app.services.reflag import reflag_where
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
 from database.errors import ConflictError, DatabaseError
 from database.jobs import STALE_AFTER_S, new_worker_id
+from database.processes import ended_here
 from inference.checkpoints import CheckpointError
 from inference.device import AUTO_THREADS, ThreadGovernor, set_threads
 from inference.engine import InspectionEngine
@@ -290,11 +290,9 @@ class Worker:
         if now - self._last_recovery < min(self.options.stale_after_s / 2, 10.0):
             return
         self._last_recovery = now
-        host = socket.gethostname()
         # A vanished process crashed: its claims count as attempts, so an image that kills
         # every worker fails after a few tries instead of looping (unregister would not count).
-        dead = [w.id for w in self.db.jobs.workers()
-                if w.id != self.id and w.host == host and w.pid and not pid_alive(w.pid)]
+        dead = [w.id for w in self.db.jobs.workers() if w.id != self.id and ended_here(w.host, w.pid)]
         if dead:
             log.info("workers %s are gone from this host; recovering their claims", ", ".join(dead))
         n = self.db.jobs.requeue_stale(timeout_s=self.options.stale_after_s, dead_workers=dead)

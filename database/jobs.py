@@ -32,6 +32,7 @@ from database.images import chunks, join_path
 from database.locks import lock_for_transaction
 from database.models import Folder, Image, Job, JobItem, Worker, db_now, table_of, utcnow
 from database.predictions import upsert_predictions
+from database.processes import ended_here
 from database.states import ItemStatus, JobStatus
 
 if TYPE_CHECKING:
@@ -377,13 +378,17 @@ class JobRepository:
             return [to_dto(w, WorkerInfo) for w in s.scalars(select(Worker).order_by(Worker.started_at))]
 
     def live_workers(self, stale_after_s: float = STALE_AFTER_S) -> builtins.list[WorkerInfo]:
-        """The workers whose heartbeat is fresh by ``requeue_stale``'s rule. Reads only the columns the table has had
-        since its first schema: an upgrade asks it of an older database before migrating it (``database.users``)."""
+        """The workers whose heartbeat is fresh by ``requeue_stale``'s rule, less those of this machine whose process
+        has ended (``processes.ended_here``, the rule by which a worker recovers their claims at once). Why: closing a
+        station kills its busy worker after 10 s without its sign-off, and the row it left counted as another user of
+        the database for up to a minute: the next start of a newer version asked "Upgrade anyway" about a process that
+        was gone, and ``db upgrade`` refused (a session-52 audit). Reads only the columns the table has had since its
+        first schema: an upgrade asks it of an older database before migrating it (``database.users``)."""
         cols = (Worker.id, Worker.host, Worker.pid, Worker.started_at, Worker.heartbeat_at, Worker.current_job_id)
         with self.db.session() as s:
             cutoff = db_now(s) - timedelta(seconds=stale_after_s)
-            return [WorkerInfo(*row) for row in s.execute(select(*cols).where(Worker.heartbeat_at >= cutoff)
-                                                          .order_by(Worker.started_at))]
+            rows = s.execute(select(*cols).where(Worker.heartbeat_at >= cutoff).order_by(Worker.started_at)).all()
+        return [WorkerInfo(*row) for row in rows if not ended_here(row.host, row.pid)]
 
     def heartbeat(self, worker_id: str) -> frozenset[int]:
         """Prove the worker alive; returns the ids of jobs it works on whose cancel was requested."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from app.paths import REPO_ROOT
+from database.processes import pid_alive
 
 DB_ENV = "INSPECTION_STATION_DB"
 HOME_ENV = "INSPECTION_STATION_HOME"
@@ -84,21 +85,6 @@ def absolute_sqlite(db_url: str) -> str:
     if path is None or path.is_absolute() and not (make_url(db_url).database or "").startswith("~"):
         return db_url  # (a path from ~ is spelt out: a child started in another folder read ./~/…)
     return make_url(db_url).set(database=str(path.resolve())).render_as_string(hide_password=False)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this machine with that id runs (another user's counts as running). On Windows it cannot be
-    told this way (``os.kill(pid, 0)`` sends CTRL_C_EVENT there, a review of a session-49 fix): counted as running,
-    so nothing of another process is swept."""
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:   # PermissionError: another user's process
-        return True
-    return True
 
 
 def owner_tag() -> str:

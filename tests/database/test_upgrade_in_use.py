@@ -32,7 +32,7 @@ def _revision(url: str) -> str:
         engine.dispose()
 
 
-def _worker_row(url: str, beat_s_ago: float) -> None:
+def _worker_row(url: str, beat_s_ago: float, host: str = "lab-pc", pid: int = 4242) -> None:
     """A worker of the older station, as its registration writes it (the table is as old as the schema)."""
     engine = create_engine(url)
     beat = datetime.now(timezone.utc) - timedelta(seconds=beat_s_ago)
@@ -40,7 +40,8 @@ def _worker_row(url: str, beat_s_ago: float) -> None:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM workers"))
             conn.execute(text("INSERT INTO workers (id, host, pid, started_at, heartbeat_at) "
-                              "VALUES ('lab-pc:4242:ab', 'lab-pc', 4242, :t, :t)"), {"t": beat})
+                              "VALUES (:id, :host, :pid, :t, :t)"),
+                         {"id": f"{host}:{pid}:ab", "host": host, "pid": pid, "t": beat})
     finally:
         engine.dispose()
 
@@ -105,6 +106,32 @@ def test_db_upgrade_sees_an_older_station_logged_in_as_another_role(pg_url: str,
 def test_db_upgrade_goes_ahead_when_nobody_else_uses_the_database(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
     _worker_row(url, beat_s_ago=600)   # a worker that died long ago: stale by requeue_stale's rule
+    assert main(["db", "upgrade", "--db", url]) == 0
+    assert _revision(url) == mig.head_revision()
+
+
+def test_a_worker_of_this_computer_whose_process_is_gone_is_no_user(url: str) -> None:
+    """A session-52 audit: closing the older station kills its busy worker after 10 s without its sign-off, and the
+    row it left, its heartbeat a few seconds old, counted as another user for up to a minute: the new version's start
+    asked "Upgrade anyway" about a process that was gone, and `db upgrade` refused. A worker of this computer whose
+    process has ended is gone (the rule by which a worker recovers its claims); one whose process runs still counts."""
+    import os
+    import socket
+    import subprocess
+
+    old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    _worker_row(url, beat_s_ago=5, host=socket.gethostname(), pid=ended.pid)
+    asked: list[PendingUpgrade] = []
+    with pytest.raises(UpgradeDeclinedError):
+        open_database(url, upgrade_ok=lambda p: asked.append(p) or False)
+    assert asked[0].users == ()
+    _worker_row(url, beat_s_ago=5, host=socket.gethostname(), pid=os.getpid())   # this one runs
+    with pytest.raises(UpgradeDeclinedError):
+        open_database(url, upgrade_ok=lambda p: asked.append(p) or False)
+    assert asked[1].users == (f"the worker process {os.getpid()} on {socket.gethostname()}",)
+    _worker_row(url, beat_s_ago=5, host=socket.gethostname(), pid=ended.pid)
     assert main(["db", "upgrade", "--db", url]) == 0
     assert _revision(url) == mig.head_revision()
 

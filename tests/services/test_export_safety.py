@@ -292,8 +292,8 @@ def test_a_killed_exports_hidden_folder_is_removed_by_the_next_export(tmp_path: 
 def test_no_process_is_signalled_where_its_life_cannot_be_told(monkeypatch) -> None:
     """The review of a session-49 fix: every export's sweep asks whether a partial folder's writer lives, and
     ``os.kill(pid, 0)`` sends CTRL_C_EVENT on Windows. There it is counted as running, and nothing is sent."""
-    from app.services import child_command
+    from database import processes
     sent: list[tuple[int, int]] = []
-    monkeypatch.setattr(child_command.os, "kill", lambda pid, sig: sent.append((pid, sig)))
-    monkeypatch.setattr(child_command.os, "name", "nt")
-    assert child_command.pid_alive(12345) and sent == []
+    monkeypatch.setattr(processes.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(processes.os, "name", "nt")
+    assert processes.pid_alive(12345) and sent == []
