@@ -32,6 +32,7 @@ from database.errors import (
     DatabaseError,
     FileReplacedError,
     PathMapUnusableError,
+    ReadOnlyError,
     SchemaChangedError,
     SchemaTooNewError,
     UpgradeDeclinedError,
@@ -41,6 +42,15 @@ from database.errors import (
     unreadable_row,
     where,
 )
+
+# What a label's save needs of a PostgreSQL role (``database.labels``: the revision's row and its id from a serial
+# column's sequence, the image's label keys, the watermark's raise), asked by ``Database.check_writable``.
+_PG_LABEL_WRITES = text(
+    "SELECT current_user, has_table_privilege('label_revisions', 'INSERT'), "
+    "has_sequence_privilege(pg_get_serial_sequence('label_revisions', 'id'), 'USAGE'), "
+    "has_table_privilege('images', 'UPDATE'), has_table_privilege('label_watermark', 'UPDATE')")
+_PG_LABEL_NEEDS = ("INSERT on label_revisions", "USAGE on the sequence of label_revisions.id", "UPDATE on images",
+                   "UPDATE on label_watermark")
 
 # How long a write begun in this context may wait for another program's lock (seconds; None: the
 # database's own busy timeout). The review window's saves set it short (``Database.waiting_at_most``):
@@ -426,7 +436,20 @@ class Database:
         """Raise ``ReadOnlyError`` when the database refuses writes (a read-only file or medium), by a write that
         changes no row. Why: SQLite opens a file it may not write without a word and refuses only the first write,
         so a station found out at its inspector's first label (a session-52 audit). Another refusal (a lock: wrap
-        the call in ``waiting_at_most``) leaves as the ``DatabaseError`` it is."""
+        the call in ``waiting_at_most``) leaves as the ``DatabaseError`` it is.
+
+        On PostgreSQL the role's privileges on what a label's save writes are asked instead, nothing written: a role
+        granted only SELECT had the probe's write refused ("permission denied for table alembic_version"), a plain
+        ``DatabaseError``, and its window said nothing until the first label (a session-52 audit); and a role that may
+        write labels but not ``alembic_version``, which only an upgrade writes, is not read-only."""
+        if self.dialect == "postgresql":
+            with self.session() as s:
+                role, *granted = s.execute(_PG_LABEL_WRITES).one()
+            missing = [need for need, ok in zip(_PG_LABEL_NEEDS, granted) if ok is False]
+            if missing:
+                raise ReadOnlyError(f"the database user '{role}' may not write labels on {where(self.sa_url)} (not "
+                                    f"granted: {', '.join(missing)}); the station needs to write to it.")
+            return
         with self.session(write=True) as s:
             s.execute(text(f"UPDATE {mig.VERSION_TABLE} SET version_num = version_num WHERE 1 = 0"))
 

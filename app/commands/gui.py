@@ -273,7 +273,8 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
 
 
 def refuses_writes(db) -> str | None:
-    """The sentence saying the database refuses every write (a read-only file), or None. A session-52 audit: a
+    """The sentence saying the database refuses every write (a read-only file, a server role that may not write
+    labels), or None. A session-52 audit: a
     station started on a read-only file said so only on stderr, then named each refused label as the inspector made
     it; the window now says it from the start, in its title and status bar. A lock is not this: it is asked about no
     longer than a save waits, and said by the saves it holds up."""

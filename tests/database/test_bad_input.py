@@ -241,6 +241,47 @@ def test_check_writable_finds_a_read_only_file_before_any_label_and_writes_nothi
     assert path.stat().st_mtime_ns == before
 
 
+@pytest.mark.postgres
+def test_check_writable_finds_a_server_role_that_may_only_read(pg_url: str, pg_role) -> None:
+    """A session-52 audit: on PostgreSQL a role granted only SELECT started the window without a word: the probe's
+    write was refused with "permission denied for table alembic_version", a plain DatabaseError that the start takes
+    for no answer, and the inspector learnt it at the first label. The role's privileges on what a label's save writes
+    are asked: that one is said read-only, naming it; a role that may write labels but not alembic_version (only an
+    upgrade writes it) is not."""
+    from sqlalchemy.engine import make_url
+
+    from database import ReadOnlyError
+    open_database(pg_url).close()   # the schema, made by the test's user
+    reader, writer = pg_role(), pg_role()
+    admin = create_engine(pg_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {make_url(reader).username}"))
+            who = make_url(writer).username
+            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {who}"))
+            conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {who}"))
+            conn.execute(text(f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {who}"))
+    finally:
+        admin.dispose()
+    ro = open_database(reader)
+    try:
+        with pytest.raises(ReadOnlyError) as exc:
+            ro.check_writable()
+        assert _one_sentence(exc) == (
+            f"the database user '{make_url(reader).username}' may not write labels on the database "
+            f"'{make_url(pg_url).database}' on {make_url(pg_url).host}:{make_url(pg_url).port} (not granted: INSERT on "
+            "label_revisions, USAGE on the sequence of label_revisions.id, UPDATE on images, UPDATE on "
+            "label_watermark); the station needs to write to it.")
+    finally:
+        ro.close()
+    rw = open_database(writer)
+    try:
+        rw.check_writable()
+        rw.folders.add("/parts")   # it does write
+    finally:
+        rw.close()
+
+
 def test_a_writable_file_in_a_read_only_folder_names_the_folder(tmp_path: Path) -> None:
     """A session-52 audit: an older database file the user may write, in a folder the user may not, was reported as
     "the database file …/station.sqlite is read-only" (SQLite cannot create its journal files beside it and says the
