@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from app.services.retraining import RetrainError, RetrainPlan, read_json
 from app.services.wording import plural
+from inference.training.groups import cv_said
 
 Progress = Callable[[str, int, int], None]
 TRAINED = "trained_network"
@@ -175,7 +176,8 @@ def verdict_text(candidates) -> str:
     pooled = getattr(candidates, "pooled", None)
     text = ""
     if pooled is not None and pooled.made:
-        text = (f"on all {pooled.images} reviewed labels (nested group cross-validation on "
+        nested = "nested cross-validation, image by image," if g["rule"] == "none" else "nested group cross-validation"
+        text = (f"on all {pooled.images} reviewed labels ({nested} on "
                 f"{pooled.images - candidates.held_out_images}, the {candidates.held_out_images} held out): "
                 f"{candidates.chosen} {said(pooled.new)} vs the best simple answer {said(pooled.simple)}; ")
     text += (f"{candidates.chosen} {fig(candidates.held_out, candidates.chosen)} vs best simple answer "
@@ -184,7 +186,7 @@ def verdict_text(candidates) -> str:
     if pooled is not None and pooled.note:
         text += f" ({pooled.note})"
     cv_chosen = fig(candidates.cv, candidates.chosen) if candidates.chosen in candidates.cv else None
-    text += (f"; group cross-validation ({g['folds']} folds over {g['groups']} groups by {g['rule']}): "
+    text += (f"; {cv_said(g['folds'], g['groups'], g['rule'])}: "
              + (f"{candidates.chosen} {cv_chosen}, " if cv_chosen else "")
              + f"{candidates.best_simple} {fig(candidates.cv, candidates.best_simple)}")
     return ("the new version beats or ties the best simple answer: " if candidates.wins

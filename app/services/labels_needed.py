@@ -160,8 +160,9 @@ def labels_needed(x: np.ndarray, labels: Sequence[str], file_names: Sequence[str
                             text="the labels fall into too few capture groups for cross-validation",
                             at_least=bool(floor))
     now = points[-1][1]
-    source = (f"group-CV accuracy of the retrainer's head (balanced logistic regression, C {HEAD_C:g}, on "
-              f"{COUNTER_FEATURES} features; {len(points)} subsets, groups by {rule}): "
+    folds = "image by image: no capture groups found" if rule == "none" else f"groups by {rule}"
+    source = (f"{'CV' if rule == 'none' else 'group-CV'} accuracy of the retrainer's head (balanced logistic "
+              f"regression, C {HEAD_C:g}, on {COUNTER_FEATURES} features; {len(points)} subsets, {folds}): "
               + ", ".join(f"{acc:.2f} at {k}" for k, acc in points))
     if now >= target:
         return LabelsNeeded(floor, n, target, now, None, tuple(points), f"target {target:.2f} reached; {source}")

@@ -23,6 +23,15 @@ EXPORT_SEPARATOR = "__"  # the export flattens sub-folders into file names with 
 _PREFIX = re.compile(r"^([^_\-\s.]+)[_\-\s]")
 
 
+def cv_said(folds: int, groups: int, rule: str) -> str:
+    """A cross-validation's folds in words, as a retraining's figures name them. Under the rule ``none`` every image
+    is its own group, and "group cross-validation … by none" read as a session-grouped check that did not happen (a
+    session-52 audit): it is said image by image."""
+    if rule == "none":
+        return f"cross-validation ({folds} folds, image by image: no capture groups found)"
+    return f"group cross-validation ({folds} folds over {groups} groups by {rule})"
+
+
 def image_group(file_name: str, class_name: str, rule: str) -> str:
     """The capture group of one exported image under ``rule``.
 

@@ -313,7 +313,7 @@ def test_file_name_groups_that_are_the_classes_fall_back_to_plain_folds() -> Non
     rng = np.random.default_rng(5)
     x, y, _ = _separable(rng, 60, 0.1)
     got = labels_needed(x, y, [f"{c}_{i}.png" for i, c in enumerate(y)])  # NEU's names: the prefix is the class
-    assert "groups by none" in got.text
+    assert "image by image: no capture groups found" in got.text and "groups by none" not in got.text
     assert got.accuracy_now is not None and got.accuracy_now > 0.9  # group folds would have scored 0
 
 

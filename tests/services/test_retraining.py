@@ -1181,6 +1181,28 @@ def test_the_refusal_reads_every_label_where_it_can_and_the_held_out_part_where_
     assert not comp.wins and "(an outer fold leaves fewer than two groups" in verdict_text(comp)
 
 
+def test_a_cross_validation_without_groups_is_not_said_to_be_grouped() -> None:
+    """A session-52 audit: a retraining of NEU strips (whose names carry only the class) was refused with "nested group
+    cross-validation on 36 …; group cross-validation (5 folds over 36 groups by none)", a session-grouped check that
+    did not happen: every image was its own group. Said image by image."""
+    from app.commands.retrain_candidates import verdict_text
+    from inference.training.classifier_head import Comparison
+    from inference.training.pooled_check import PooledCheck
+    from inference.training.simple_answers import Score
+
+    held = {"defect_linear_C1": Score(0.9, 0.9), "thumbnail_logreg": Score(0.8, 0.8)}
+    comp = Comparison(["a", "b"], {"rule": "none", "groups": 36, "folds": 5}, {"defect_linear_C1": Score(0.9, 0.9),
+                      "thumbnail_logreg": Score(0.8, 0.8)}, "defect_linear_C1", "thumbnail_logreg", held, 12,
+                      PooledCheck(Score(0.9, 0.9), Score(0.8, 0.8), 48, 1.0))
+    text = verdict_text(comp)
+    assert "group cross-validation" not in text and "groups by" not in text, text
+    assert "(nested cross-validation, image by image, on 36, the 12 held out)" in text
+    assert "; cross-validation (5 folds, image by image: no capture groups found): defect_linear_C1" in text
+    grouped = verdict_text(dataclasses.replace(comp, groups={"rule": "prefix", "groups": 6, "folds": 5}))
+    assert "nested group cross-validation on 36" in grouped and "group cross-validation (5 folds over 6 groups by " \
+        "prefix)" in grouped
+
+
 def test_a_parent_refitted_on_this_projects_labels_is_said_to_have_seen_the_held_out_images(tmp_path: Path) -> None:
     """Seen under Xvfb on a routed tile line: the second retraining's parent, refitted on all 48 reviewed tiles by
     the first, scored accuracy 1 on the 12 "held-out" ones beside the new version's 0.417."""
