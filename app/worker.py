@@ -34,7 +34,7 @@ from app.services.flags import FlagSettings, flag_result
 from app.services.model_files import local_model_dir
 from app.services.prelabel import PRELABEL, UNLOADABLE, refresh_bundled
 from app.services.project_settings import load_project_settings
-from app.services.reflag import reflag_where
+from app.services.reflag import reflag_where, stored_thresholds
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
 from database.errors import ConflictError, DatabaseError
 from database.jobs import STALE_AFTER_S, new_worker_id
@@ -48,8 +48,6 @@ MAX_ENGINES = 3  # see Worker._engines
 BLIND_RETRY_S = 60.0  # a job whose folder this machine does not see is claimed again after this long
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from database.engine import Database
 
 log = logging.getLogger("station.worker")
@@ -479,22 +477,21 @@ class Worker:
                     self.db.images.set_error(it.image_id, reason)
         self.stats.failed += len(failed)
 
-    def _flag_settings(self, params: Mapping, s: "Session | None" = None) -> FlagSettings:
+    def _flag_settings(self, params: Mapping) -> FlagSettings:
         """A job's explicit thresholds (``submit_prelabel(flag_settings=…)``), else the project's
         current ones, read from the database for each batch once its models have run: a threshold
         changed in any station applies from the next batch on (``reflag`` re-flags what is stored).
         Broken stored settings keep the last usable ones, with the reason in the log. The project's
-        maps folder is taken from the same read. ``s``: read in that transaction (a re-flag's own)."""
-        self._read_project(s)
+        maps folder is taken from the same read."""
+        self._read_project()
         if params.get("flags") is not None:
             return FlagSettings.from_dict(params["flags"])
         return self._flags
 
-    def _read_project(self, s: "Session | None" = None) -> None:
-        """The project's thresholds and maps folder as stored now (broken settings keep the last usable); ``s``:
-        read in that transaction."""
+    def _read_project(self) -> None:
+        """The project's thresholds and maps folder as stored now (broken settings keep the last usable)."""
         try:
-            project = load_project_settings(self.db, s)
+            project = load_project_settings(self.db)
         except ValueError as exc:
             log.warning("%s; flagging with the last usable thresholds", exc)
             return
@@ -559,7 +556,9 @@ class Worker:
             if done:  # the flags above read this job's families; the image's are all the answers that count
                 # the thresholds as stored when each folder's re-flag holds its lock (a job's own stay its own): a
                 # threshold change's re-flag that ran meanwhile is not undone with the ones this batch began with
-                reflag_where(self.db, done, lambda s: self._flag_settings(batch.job.params, s))
+                own = batch.job.params.get("flags")
+                reflag_where(self.db, done, FlagSettings.from_dict(own) if own is not None
+                             else stored_thresholds(self.db, self._flags))
         self.stats.predicted += stored
         self.stats.count_finished(batch.job.id, stored)
         self.stats.failed += len(errors)
