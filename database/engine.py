@@ -411,13 +411,12 @@ class Database:
         self._idle_write_limit_s = seconds
 
     def schema_changed(self) -> SchemaChangedError | None:
-        """Whether a newer version of the station upgraded the schema since this process opened the database (one small
+        """Whether a newer version of the station upgraded the schema since this process opened the database (a small
         read of its revision): the error that says so, and from then on every write is refused with it, or None. Why:
         a station left running while a newer one upgraded the database went on writing without the newer version's
         bookkeeping (a session-52 audit). The window calls it on its label watch's poll, every few seconds."""
         if self._newer is None:
-            with self.session() as s:
-                found = s.scalar(text(f"SELECT version_num FROM {mig.VERSION_TABLE}"))
+            found = self.revision()
             if found is not None and found != self._opened_at and found not in mig.known_revisions():
                 self._newer = SchemaChangedError(
                     f"{where(self.sa_url)} was upgraded by a newer version of the station (schema revision {found}): "
