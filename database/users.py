@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
-from database.engine import sqlite_file
-
 if TYPE_CHECKING:
     from database.engine import Database
 
@@ -50,7 +48,7 @@ def other_users(db: Database) -> tuple[str, ...]:
         db.engine.dispose()
         return tuple(users)
     db.engine.dispose()
-    path = sqlite_file(db.sa_url.render_as_string(hide_password=False))
+    path = db.file
     if path is not None and _sqlite_file_open_elsewhere(path):
         users.append("another program that has the file open (a station or a worker)")
     return tuple(users)
