@@ -167,7 +167,7 @@ def parse_label(path: Path, names: dict[int, str], named_in: str = "data.yaml") 
     no_class = no_class_in(names.values())
     # the most frequent class, the first listed among equals (``Counter`` keeps the order lines came in): this
     # station's export lists an image's plain regions first, so a tie with its own-classed ones keeps the image's class
-    class_name = UNCHANGED if not classes or no_class in classes else max(classes, key=lambda c: classes[c])
+    class_name = UNCHANGED if not classes or no_class in classes else classes.most_common(1)[0][0]
     own = tuple(own_class(c, class_name, no_class) for c in poly_classes)
     return class_name, None if detection_only else Polygons(tuple(polys), normalised=True, own_classes=own)
 
