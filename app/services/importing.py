@@ -563,26 +563,30 @@ def differ_note(differ: Sequence[str]) -> tuple[str, ...]:
             f"another part under the same name): check them before importing, e.g. {', '.join(differ[:3])}",)
 
 
+def _first_three(names: Iterable[str]) -> str:
+    """The first three of ``names`` in sorted order, then ", ..." where there are more: a note names a few folders
+    without running on for a dataset of hundreds."""
+    listed = sorted(names)
+    return f"{', '.join(listed[:3])}{', ...' if len(listed) > 3 else ''}"
+
+
 def absent_note(absent: Mapping[str, int], unstated: Mapping[str, int]) -> tuple[str, ...]:
     """Records left unmatched because the folder they name is not indexed here (``ImageMatcher.match``): another line's
     labels, or a copy of the folder under another name, which the person can choose. ``unstated``: those of them that
     give no bytes of their image (no copy, no sha256: a summary.csv written before the column came), said apart: they
     were said to have "matched no image here with their bytes", untrue of records that state none, and they can
     never match there (a session-52 audit)."""
-    def named(counts: Mapping[str, int]) -> str:
-        names = sorted(counts)
-        return f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
     notes: list[str] = []
     if absent:
         n = sum(absent.values())
         notes.append(f"{plural(n, 'record')} {agree(n, 'names', 'name')} a folder no indexed folder is named "
-                     f"({named(absent)}) and matched no image here with {agree(n, 'its', 'their')} bytes, so "
+                     f"({_first_three(absent)}) and matched no image here with {agree(n, 'its', 'their')} bytes, so "
                      f"{agree(n, 'it is', 'they are')} left unmatched; to import into a folder of another name, choose "
                      "it (--folder, or the Import dialog's \"this folder\")")
     if unstated:
         n = sum(unstated.values())
         notes.append(f"{plural(n, 'record')} {agree(n, 'names', 'name')} a folder no indexed folder is named "
-                     f"({named(unstated)}), and the dataset neither states a hash of {agree(n, 'its image', 'their images')} "
+                     f"({_first_three(unstated)}), and the dataset neither states a hash of {agree(n, 'its image', 'their images')} "
                      "nor holds a copy (a summary.csv written by an earlier version has no sha256 column), so "
                      f"{agree(n, 'it is', 'they are')} left unmatched: choose the folder {agree(n, 'it belongs', 'they belong')} "
                      "to (--folder, or the Import dialog's \"this folder\")")
@@ -593,9 +597,9 @@ def hidden_note(hidden: Mapping[str, int]) -> tuple[str, ...]:
     """Images in hidden class folders (``import_records.hidden_class_folder``), listed unmatched: why."""
     if not hidden:
         return ()
-    n, names = sum(hidden.values()), sorted(hidden)
-    return (f"{plural(n, 'image')} in {agree(len(names), 'a hidden folder', 'hidden folders')} "
-            f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) passed over: a folder whose name starts with a "
+    n = sum(hidden.values())
+    return (f"{plural(n, 'image')} in {agree(len(hidden), 'a hidden folder', 'hidden folders')} "
+            f"({_first_three(hidden)}) passed over: a folder whose name starts with a "
             "dot is no class (a class name cannot start with one); to import "
             f"{agree(n, 'it', 'them')}, rename the folder",)
 
