@@ -1028,12 +1028,13 @@ class ReviewService:
             if saved is None and (current is None or not _label_from_revision(current).same_content(st)):
                 _set_aside(r.path.parent, r.path)
                 return ASIDE, None
-        r.path.unlink(missing_ok=True)
-        r.path.with_suffix(".npz").unlink(missing_ok=True)
+        self.drop_recovery(r)
         return ("saved", saved) if saved is not None else ("held", None)
 
     def drop_recovery(self, r: Replay) -> None:
-        """Remove a recovery file whose label a newer one of this window replaces (made on top of it, on screen)."""
+        """Remove a recovery file whose label is in the database (``replay``) or that a newer one of this window
+        replaces (made on top of it, on screen). A file that cannot be removed is logged, not raised: its label is
+        saved, and the file is replayed at the next start like any other (found held, or set aside)."""
         for path in (r.path, r.path.with_suffix(".npz")):
             try:
                 path.unlink(missing_ok=True)
