@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from app.commands import refuse_missing_project
-from app.services.station import upgrade_note
+from app.services.station import in_use_consequence, upgrade_note
 from app.services.wording import plural
 from database import DatabaseError, open_database
 from database.engine import PendingUpgrade, sqlite_file, sqlite_revision
@@ -37,10 +37,8 @@ def upgrade(args: argparse.Namespace) -> int:
     except UpgradeDeclinedError as exc:   # others use it now: said with who, upgraded only with --force
         pending = exc.pending
         assert isinstance(pending, PendingUpgrade)
-        print(f"error: {exc} It is in use now by: {'; '.join(pending.users)}. Upgraded to "
-              f"{pending.migration.to_revision}, stations and workers running an older version would go on writing "
-              "without what the newer version records, and could not open it again until they are updated: close or "
-              "update them first, or pass --force to upgrade anyway.", file=sys.stderr)
+        print(f"error: {exc} It is in use now by: {'; '.join(pending.users)}. "
+              f"{in_use_consequence('pass --force to upgrade anyway')}", file=sys.stderr)
         return 2
     except DatabaseError as exc:
         return _fail(exc)

@@ -64,6 +64,15 @@ def ask_before_upgrade(pending: "PendingUpgrade") -> bool:
     return bool(pending.users) or pending.server
 
 
+def in_use_consequence(anyway: str) -> str:
+    """What an upgrade does to the older stations and workers using the database now, and what to do first: the one
+    wording of the window's question (``upgrade_question``) and of ``db upgrade``'s refusal. ``anyway``: how to go
+    ahead all the same there."""
+    return ("Stations and workers running an older version would go on writing to it without what the newer version "
+            "records, and could not open it again until they are updated. Close or update them first, or "
+            f"{anyway}.")
+
+
 def upgrade_question(pending: "PendingUpgrade", url: str) -> str:
     """The start-up question before an upgrade the window asks about (``ask_before_upgrade``), in plain words."""
     m = pending.migration
@@ -71,9 +80,7 @@ def upgrade_question(pending: "PendingUpgrade", url: str) -> str:
             f"{m.to_revision} and would upgrade it.")
     if pending.users:
         text += "\n\nIt is in use now by:\n" + "\n".join(f"• {u}" for u in pending.users)
-        text += ("\n\nStations and workers running an older version would go on writing to it without what the newer "
-                 "version records, and could not open it again until they are updated. Close or update them first, "
-                 "or upgrade anyway.")
+        text += "\n\n" + in_use_consequence("upgrade anyway")
     else:
         text += ("\n\nIt is a server database: stations sharing it that run an older version could not open it "
                  "afterwards until they are updated.")
