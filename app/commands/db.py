@@ -25,8 +25,7 @@ def upgrade(args: argparse.Namespace) -> int:
     file = sqlite_file(args.db)
     new = file is not None and not file.exists()  # a mistyped path made a new database and said only "(head)"
     try:
-        db = open_database(args.db, migrate=True,
-                           upgrade_ok=lambda pending: bool(getattr(args, "force", False)) or not pending.users)
+        db = open_database(args.db, migrate=True, upgrade_ok=lambda pending: args.force or not pending.users)
         try:
             upgraded = upgrade_note(db.migration)
             print(f"{db.url}: schema at revision {db.revision()} (head)"
