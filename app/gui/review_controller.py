@@ -1304,15 +1304,19 @@ class ReviewController(QObject):
             out.append((image_id, seq, "saved", (saved, self._row_after_save(image_id))))
         return out
 
+    def _unpend(self, image_id: int, seq: int) -> None:
+        """A retry round's label of the image (edit ``seq``) has its answer: it waits no more, unless a newer edit
+        of the image replaced it while the round ran (that one waits on)."""
+        if self._pending_seq.get(image_id) == seq and image_id in self._pending:
+            del self._pending[image_id]
+            self._pending_seq.pop(image_id, None)
+
     def _flushed(self, outcomes: list[tuple[int, int, str, Any]]) -> None:
         for image_id, seq, kind, value in outcomes:
             self._off_queue(image_id, -1)
-            current = self._pending_seq.get(image_id) == seq and image_id in self._pending
             if kind == "saved":
                 saved, item = value
-                if current:
-                    del self._pending[image_id]
-                    self._pending_seq.pop(image_id, None)
+                self._unpend(image_id, seq)
                 self._replays.pop(image_id, None)  # its file, if it was one, is gone (``ReviewService.replay``)
                 self._stored(image_id, seq, saved, item)
                 self.state_moved.emit(saved.moved)
@@ -1320,25 +1324,19 @@ class ReviewController(QObject):
                 self.message.emit(f"Saved the label of {self.named(image_id)} that was waiting.")
             elif kind == "conflict":
                 exc, changed, where = value
-                if current:
-                    del self._pending[image_id]
-                    self._pending_seq.pop(image_id, None)
+                self._unpend(image_id, seq)
                 self._settled(image_id, seq)
                 self._drop_superseded([image_id])   # the edit is kept in a file of its own
                 self._conflict(exc, changed, kept_in=where)
-            elif kind == "unchanged":
-                if current:
-                    del self._pending[image_id]
-                    self._pending_seq.pop(image_id, None)
+            elif kind in ("unchanged", "recovered", "gone"):   # nothing written: its edits were undone, or a recovery
+                # file's label was held already or set aside
+                self._unpend(image_id, seq)
+                if kind != "unchanged":
+                    self._replays.pop(image_id, None)
                 if self._settled(image_id, seq) and self.image_id == image_id:
                     self.reload(image_id)  # the stored label, as it is
-            elif kind in ("recovered", "gone"):   # a recovery file's label held already, or set aside
-                if current:
-                    del self._pending[image_id]
-                    self._pending_seq.pop(image_id, None)
-                self._replays.pop(image_id, None)
-                if self._settled(image_id, seq) and self.image_id == image_id:
-                    self.reload(image_id)  # the stored label, as it is
+                if kind == "unchanged":
+                    continue
                 answer, replay = value
                 if kind == "gone":   # the image, or its model answer, is gone: said as of a label of this window's
                     # (it said "someone labelled the image since", untrue: a session-52 audit)
