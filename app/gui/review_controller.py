@@ -1148,18 +1148,22 @@ class ReviewController(QObject):
         if foreign is None or foreign[0] < mark:
             return None
         if foreign[2]:   # the station set it aside: no one labelled it elsewhere (a session-48 review)
-            return (f"Not undone or redone: image {image_id}'s file changed on disk after this step, so the station set "
+            return (f"Not undone or redone: {self.named(image_id)} changed on disk after this step, so the station set "
                     "its label aside (the earlier one is in the history). Look at the image anew and make the change "
                     "again if it still holds.")
-        return (f"Not undone or redone: image {image_id} was labelled by {foreign[1]} elsewhere after this step; their "
-                "label stands (it is on screen and in the history). Make the change again if it still holds.")
+        return (f"Not undone or redone: {self.named(image_id)} was labelled by {foreign[1]} elsewhere after this step; "
+                "their label stands (it is on screen and in the history). Make the change again if it still holds.")
 
     def named(self, image_id: int) -> str:
-        """The image as messages name it: its file, by its path in the folder ("image 3" only for one this window
-        never read, a label left by an earlier session). A session-52 audit: "Could not save the label of image 3
-        yet", "Could not flag image 3 yet" named a database id that no screen shows."""
+        """The image as messages name it: its file, by its path in the folder, or for one this window never read (a
+        label left by an earlier session) as its recovery file names it ("image 3" only where that file is older than
+        the path it keeps). A session-52 audit: "Could not save the label of image 3 yet", "Could not flag image 3
+        yet" named a database id that no screen shows."""
         row = self._rows.get(image_id)
-        return row.rel_path if row is not None else f"image {image_id}"
+        if row is not None:
+            return row.rel_path
+        kept = self._replays.get(image_id)
+        return kept[1].image() if kept is not None else f"image {image_id}"
 
     def _lost(self, text: str) -> None:
         """A key, decision or flag the database did not take (no label holds it, nothing retries it): said now,
@@ -1316,12 +1320,13 @@ class ReviewController(QObject):
             self._off_queue(image_id, -1)
             if kind == "saved":
                 saved, item = value
+                name = self.named(image_id)   # named while its recovery file, if it was one, is still known
                 self._unpend(image_id, seq)
                 self._replays.pop(image_id, None)  # its file, if it was one, is gone (``ReviewService.replay``)
                 self._stored(image_id, seq, saved, item)
                 self.state_moved.emit(saved.moved)
                 self.label_saved.emit(image_id)
-                self.message.emit(f"Saved the label of {self.named(image_id)} that was waiting.")
+                self.message.emit(f"Saved the label of {name} that was waiting.")
             elif kind == "conflict":
                 exc, changed, where = value
                 self._unpend(image_id, seq)

@@ -765,6 +765,32 @@ def test_a_label_kept_from_before_whose_image_was_deleted_meanwhile_is_said_so_n
     db.close()
 
 
+def test_a_label_kept_from_before_saved_once_the_database_answers_is_named_by_its_file(db_url, folder, artifacts,
+                                                                                         qtbot):
+    """A session-52 audit: a label an earlier session kept in a recovery file, left waiting at start by a locked
+    database, of an image this window never opened, was said "Saved the label of image 2 that was waiting." once the
+    retry saved it, a database id that no screen shows. Now it is named as its recovery file names it, by its file."""
+    from app.services.review_types import LabelState, QueueFilter
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = next(it.image_id for it in service.queue(QueueFilter(folder_id=service.folders()[0].id))
+                    if it.image_id != win.review.image_id)   # not the one on screen: never read by this window
+    path = db.images.path_of(image_id)
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")},
+                           bases={image_id: 0}, images={image_id: (path, None)})
+    out = service.recover(wait_s=0.05)
+    assert len(out.waiting) == 1
+    win.review.adopt_recovered(out.waiting)
+    messages: list[str] = []
+    win.review.message.connect(messages.append)
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=10000)
+    assert service.detail(image_id).label.class_name == "scratches"
+    assert f"Saved the label of {path} that was waiting." in messages, messages
+    win.close()
+    db.close()
+
+
 def test_a_label_next_label_kept_in_a_recovery_file_keeps_its_source(service, db, folder, artifacts, qtbot,
                                                                      monkeypatch, tmp_path):
     """A session-51 audit: a label made on a "label next" proposal while the database refused it, kept in a recovery
@@ -1555,7 +1581,8 @@ def test_an_undo_after_the_station_set_the_label_aside_says_the_file_changed(win
     assert "file changed on disk after this edit, so its label was set aside" in boxes[-1]
     win.review.undo_stack.undo()                  # the class set before: refused, with the same reason
     qtbot.waitUntil(lambda: len(boxes) >= 2, timeout=10000)
-    assert "file changed on disk after this step, so the station set its label aside" in boxes[-1], boxes
+    assert f"{service.detail(image_id).item.rel_path} changed on disk after this step, so the station set its label " \
+           "aside" in boxes[-1], boxes
     assert "elsewhere" not in boxes[-1]
 
 
