@@ -286,8 +286,8 @@ def refuses_writes(db) -> str | None:
     except ReadOnlyError as exc:
         log.warning("%s", exc)
         return str(exc)
-    except DatabaseError:
-        return None
+    except DatabaseError:   # a lock, or no answer: not a refusal of every write (said by the saves it holds up)
+        pass
     return None
 
 
