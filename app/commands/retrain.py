@@ -134,25 +134,20 @@ def _said_cancelled(events: "Events") -> int:
 FILE_STAGES = ("", "export", "register")
 
 
-def _os_error_text(exc: OSError, root: Path, registered: str | None, doing: str) -> str:
+def _os_error_text(exc: OSError, in_models_folder: bool, registered: str | None, doing: str) -> str:
     """An error of the file system in one line, with the path where the error names one and the reason (an unwritable
     models folder gave a traceback, and the Models dialog "Retraining failed: FileExistsError: [Errno 17] File exists:
-    …": a session-51 audit). ``registered``: the version's name where it was registered before the error (it stands);
-    ``doing``: what the error stopped, said where the error is not about the models folder."""
+    …": a session-51 audit). ``in_models_folder``: the error is about the models folder (``_in_models_folder``);
+    ``registered``: the version's name where it was registered before the error (it stands); ``doing``: what the
+    error stopped, said where the error is not about the models folder."""
     where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
     reason = ("a file is there, not a folder" if exc.errno == errno.EEXIST
               else "a part of it is a file, not a folder" if exc.errno == errno.ENOTDIR else exc.strerror or str(exc))
     if registered:
         return f"{registered} was registered, then the retraining stopped: {where}{reason}"
-    if _in_models_folder(exc, root):
+    if in_models_folder:
         return f"the new version cannot be written: {where}{reason}; nothing was registered"
     return f"{doing} failed: {where}{reason}; nothing was registered"
-
-
-def _said_in_one_line(exc: OSError, root: Path, stage: str) -> bool:
-    """Whether ``_os_error_text`` says ``exc`` in one line: any OSError in ``FILE_STAGES``, else one about the models
-    folder. Others (an ENOMEM in the domain fit) keep their traceback, as every exception that is no OSError."""
-    return stage in FILE_STAGES or _in_models_folder(exc, root)
 
 
 def _in_models_folder(exc: OSError, root: Path) -> bool:
@@ -479,13 +474,16 @@ def run(args: argparse.Namespace) -> int:
         if _TERMINATED and isinstance(exc, Exception):
             return _said_cancelled(events)
         stage, doing = events.stage
-        if isinstance(exc, OSError) and _said_in_one_line(exc, root, stage):
-            # the models folder unwritable, a file where it should be, a full disk or EIO making, exporting or
-            # registering the version: one line
-            message = _os_error_text(exc, root, name if registered else None, doing or f"preparing {root}")
-            if events.as_json:  # a person reads it once, from the CommandError below
-                events.emit("error", message=message)
-            raise CommandError(message) from None
+        if isinstance(exc, OSError):
+            in_models = _in_models_folder(exc, root)
+            if in_models or stage in FILE_STAGES:
+                # the models folder unwritable, a file where it should be, a full disk or EIO making, exporting or
+                # registering the version: one line; any other OSError (an ENOMEM in the domain fit) keeps its
+                # traceback, as every exception that is no OSError
+                message = _os_error_text(exc, in_models, name if registered else None, doing or f"preparing {root}")
+                if events.as_json:  # a person reads it once, from the CommandError below
+                    events.emit("error", message=message)
+                raise CommandError(message) from None
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:
