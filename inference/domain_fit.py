@@ -142,8 +142,11 @@ def rate_note(stats: DomainStats) -> str:
     how = {True: "held-out groups' own images beyond it in group cross-validation",
            False: "held-out images beyond it in cross-validation over mixed folds (no capture groups kept whole)",
            None: "held-out images beyond it in cross-validation"}[stats.grouped]
-    return (f"the {stats.quantile:.3g} quantile of out-of-fold distances"
-            + (f"; {rate:.1%} of {how}" if rate is not None else ""))
+    # the 1 quantile is the largest distance: "the 1 quantile" read as a typo for 0.99 beside "10.0 % … beyond it"
+    # (a session-52 audit, a segmenter retrained on 10 frames)
+    where = ("the largest of the out-of-fold distances" if stats.quantile >= 1
+             else f"the {stats.quantile:.3g} quantile of out-of-fold distances")
+    return where + (f"; {rate:.1%} of {how}" if rate is not None else "")
 
 
 def family_parts(family: str) -> tuple[str, ...]:

@@ -433,7 +433,7 @@ def test_a_capped_threshold_is_said_so_in_its_file_and_its_line(tmp_path) -> Non
     back = load_domain(tmp_path)
     assert back is not None and back.capped and "median out-of-fold distance" in rate_note(back)
     plain = fit_domain({"descriptor": rng.normal(0.0, 3.0, (36, 12))}, parts=("descriptor", "descriptor_range"))
-    assert not plain.capped and "quantile of out-of-fold distances" in rate_note(plain)
+    assert not plain.capped and "out-of-fold distances" in rate_note(plain) and "median" not in rate_note(plain)
 
 
 def test_no_domain_fit_removes_an_earlier_trainings_statistics(tmp_path) -> None:
@@ -486,3 +486,17 @@ def test_the_rate_note_names_the_folds_the_rate_came_from(tmp_path) -> None:
     save_domain(tmp_path, mixed)
     back = load_domain(tmp_path)
     assert back is not None and back.grouped is False and "mixed folds" in rate_note(back)
+
+
+def test_a_threshold_at_the_largest_distance_is_said_so_not_as_the_1_quantile() -> None:
+    """A session-52 audit: a segmenter retrained on 10 frames ended "out-of-domain threshold 4.346 (the 1 quantile of
+    out-of-fold distances; 10.0% … beyond it …)", read as a typo for 0.99 beside the 10 %. The largest is said."""
+    import dataclasses
+
+    from inference.domain_fit import rate_note
+    rng = np.random.default_rng(4)
+    stats = fit_domain({"descriptor": rng.normal(0.0, 3.0, (36, 12))}, parts=("descriptor", "descriptor_range"))
+    assert not stats.capped
+    top = dataclasses.replace(stats, quantile=1.0)
+    assert rate_note(top).startswith("the largest of the out-of-fold distances") and "1 quantile" not in rate_note(top)
+    assert rate_note(dataclasses.replace(stats, quantile=0.99)).startswith("the 0.99 quantile of out-of-fold distances")
