@@ -204,6 +204,11 @@ class GalleryModel(QAbstractListModel):
         """The image's row, when its page is loaded."""
         return self._rows.get(image_id)
 
+    def item_of(self, image_id: int) -> QueueItem | None:
+        """The image's item, when its page is loaded (a look, as ``peek``)."""
+        row = self._rows.get(image_id)
+        return None if row is None else self.peek(row)
+
     def placed_state(self, image_id: int) -> str | None:
         """The review state the image had when its page was read: what placed its row in a
         by-state order (a save changes the cell, not the row, until the next refresh)."""

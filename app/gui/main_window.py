@@ -193,6 +193,7 @@ class MainWindow(QMainWindow):
         self.queue_panel.filter_changed.connect(q.set_filter)
         self.queue_panel.search_left.connect(self.gallery.setFocus)
         q.current_changed.connect(r.open_image)
+        r.listed = self.gallery_model.item_of  # an image whose read failed is named by its file all the same
         q.saves_answered = r.writes_idle
         q.counts_changed.connect(self.status.set_counts)
         q.counts_changed.connect(self.queue_panel.set_counts)
@@ -279,15 +280,18 @@ class MainWindow(QMainWindow):
             return
         # the image the decision is for: the one moved to while keys wait for another's read (the move-on ran after
         # the image left's keys, and the decision was never applied: the review of a session-48 fix)
-        before, refused, owed = self.review.key_target, self.review.conflicts, self.review.regions_to_draw
+        r = self.review
+        before, conflicts, refused, owed = r.key_target, r.conflicts, r.refused, r.regions_to_draw
 
         def advance() -> None:
-            if (self.ctx.settings.auto_advance and before is not None and self.review.image_id == before
-                    and self.review.conflicts == refused  # refused: stay, the newer label is to be seen
-                    and self.review.regions_to_draw == owed):  # a region to draw: stay, it is drawn here
+            if (self.ctx.settings.auto_advance and before is not None and r.image_id == before
+                    and r.conflicts == conflicts  # refused: stay, the newer label is to be seen
+                    and r.refused == refused  # not applied (the image could not be read): stay, press it again here
+                    # (it moved on, and the decision was lost unsaid: a session-52 audit)
+                    and r.regions_to_draw == owed):  # a region to draw: stay, it is drawn here
                 self.queue.next_unreviewed(1)
         decision()
-        if not self.review.after_waiting_keys(before, advance):  # the image's detail was still on its way
+        if not r.after_waiting_keys(before, advance):  # the image's detail was still on its way
             advance()
 
     def _labels_changed_somewhere(self) -> None:

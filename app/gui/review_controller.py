@@ -170,10 +170,27 @@ class ReviewController(QObject):
         # per image, its row as last read: a recovery file records its file's path and content hash (``recover``
         # sets a label aside whose image now has another file or other bytes), and messages name it (``named``)
         self._rows: dict[int, QueueItem] = {}
+        # The gallery's row of an image, for naming one this window never read (the main window answers from its
+        # gallery; None: not listed): "Cannot load image 6" named a database id no screen shows (a session-52 audit)
+        self.listed: Callable[[int], QueueItem | None] = lambda _image_id: None
         self.conflicts = 0  # saves refused that way so far (the window does not auto-advance past one)
         # Accepts that kept an "anomalous" whose region the inspector must draw (``ReviewService.region_to_draw``):
         # the window does not auto-advance past one, so the region is drawn on the image A was pressed on
         self.regions_to_draw = 0
+        # Keys refused because the image they were for could not be read (the screen shows another image's label):
+        # the window does not auto-advance past one either, so the image stays and the refusal stays on screen. A
+        # session-52 audit (PostgreSQL stopped): A was refused, Accept's advance ran anyway, the next image's "Cannot
+        # load" replaced the refusal at once, and the decision was lost without a word.
+        self.refused = 0
+        # The image whose read failed last: said once, then read again every RETRY_MS (``_read_unreadable``) while
+        # it is the one under review, until the database answers; nothing read it again before, so the panel kept the
+        # image before it once the database was back. ``_refused_on``: a key was refused for it (said when it shows).
+        self._unreadable: int | None = None
+        self._refused_on: int | None = None
+        self._reread = QTimer(self)
+        self._reread.setSingleShot(True)
+        self._reread.setInterval(self.RETRY_MS)
+        self._reread.timeout.connect(self._read_unreadable)
         # The last save or retry found the database locked by another program: later saves join the
         # waiting ones without trying (each try would stand still WRITE_WAIT_S) until a retry gets through.
         self._locked = False
@@ -302,7 +319,10 @@ class ReviewController(QObject):
         try:
             detail, error = self.service.detail(image_id), ""
         except Exception as exc:  # the database went away: said on the GUI thread
-            log.exception("cannot load image %s", image_id)
+            if image_id == self._unreadable:   # its retry (every few seconds while the database is away): one line
+                log.warning("image %s still cannot be read: %s", image_id, exc)
+            else:
+                log.exception("cannot load image %s", image_id)
             detail, error = None, str(exc)
         self._loaded.emit(ticket, image_id, detail, error)
 
@@ -346,14 +366,19 @@ class ReviewController(QObject):
             self.message.emit("The key was not applied: the folder shown lists no image, so none is under review "
                               "(keys pressed before it was opened still go to the image they were pressed for).")
             return False
-        if self._reading is None:
+        if self._reading is None or (not loaded and self._unreadable == self._target):
             # An earlier read failed, so the screen still shows another image: the key is not held for this one,
             # which the inspector has not seen (a session-44 probe: after a PostgreSQL outage the window showed
-            # part 0, and G, held, became a verdict for part 1 when it came). It is read again; the key waits for
-            # nothing.
-            self.reload()
-            self.message.emit(f"Image {self._target} is being read again (it could not be read before); the key was "
-                              "not applied: press it again once the image is shown.")
+            # part 0, and G, held, became a verdict for part 1 when it came), not even while its retry is on its way.
+            # It is read again now; the key waits for nothing, and is counted so that no advance follows it (a
+            # session-52 audit: Accept moved on past the refusal, and the decision was lost unsaid). A note: the
+            # next messages are added to it, not put in its place.
+            self.refused += 1
+            self._refused_on = self._target
+            if self._reading is None:
+                self.reload()
+            self.note.emit(f"The key was not applied: {self.named(self._target)} could not be read, so its label is "
+                           "not on screen. It is read again every few seconds; press the key again once it is shown.")
             return False
         # a key pressed after moving on (J) while keys wait for the image left is for the image moved to, which is
         # read once they are applied (it went to the image left: a session-48 probe, J 2 J 3 on a slow database)
@@ -371,14 +396,26 @@ class ReviewController(QObject):
         if detail is None:  # keep the session; edits stay refused until the image can be read
             waiting = self._take_deferred(image_id)
             keys = _keys_among(waiting)
-            self._lost(f"Cannot load image {image_id}: {error}"
-                       + (f" ({plural(keys, 'key')} pressed for it {agree(keys, 'was', 'were')} not applied)"
-                          if keys else ""))
+            stays = not self._visit and self._next_target in (None, image_id)  # not moved on while it was read
+            if keys or image_id != self._unreadable:   # said once: a retry's failure is only logged (``_read``)
+                self._lost(f"Cannot load {self.named(image_id)}: {error.rstrip('.')}."
+                           + (" It is read again every few seconds." if stays else "")
+                           + (f" {plural(keys, 'key')} pressed for it {agree(keys, 'was', 'were')} not applied: "
+                              "press again once it is shown." if keys else ""))
+            self._unreadable = image_id
+            if stays and not self._closed:
+                self._reread.start()
             if any(w.intent == self._late_clear for w in waiting):
                 # the view asked for meanwhile lists no image: it is cleared all the same (dropped with the keys, the
                 # empty folder kept the image left under enabled keys: the review of a session-49 fix)
                 self._late_clear()
             return
+        self._reread.stop()
+        self._unreadable = None
+        if self._refused_on == image_id:   # its refusal's note has gone by now: the key is to be pressed again
+            self.message.emit(f"{self.named(image_id)} is shown now. The key pressed while it could not be read was "
+                              "not applied: press it again.")
+        self._refused_on = None
         early, self._early_prediction = self._early_prediction, None
         if early is not None and early.item.image_id == image_id and _newer(early, detail):
             # The prediction refresh read this image after this read began: its prediction is
@@ -406,6 +443,13 @@ class ReviewController(QObject):
         # the image shown re-read the whole history for nothing, a session-51 re-read); again once a save lands
         self.read_history()
         self._run_deferred(image_id)
+
+    def _read_unreadable(self) -> None:
+        """The retry of an image whose read failed (``_unreadable``): read again while it is still the one under
+        review and nothing reads it now, until the database answers and its label is shown."""
+        if not self._closed and self._unreadable is not None and self._unreadable == self._target \
+                and self._reading is None and not self._shows(self._unreadable):
+            self.reload()
 
     def _say_keys_wait(self) -> None:
         keys = _keys_among(self._deferred)
@@ -518,6 +562,8 @@ class ReviewController(QObject):
         self._target = None
         self._ticket += 1
         self._reading = None
+        self._reread.stop()
+        self._unreadable = self._refused_on = None
         self.cleared.emit()
 
     def read_history(self) -> None:
@@ -539,6 +585,7 @@ class ReviewController(QObject):
         for a flag (the closing dialog's Close now said it is not applied)."""
         self._closed = True
         self._ticket += 1  # an answer still on its way is dropped
+        self._reread.stop()
         self._reader.shutdown(wait=False, cancel_futures=True)
         self._history.close()
         self._reads.close()
@@ -714,9 +761,12 @@ class ReviewController(QObject):
         edits, moved, no_classifier, unlisted, to_draw = [], 0, 0, 0, 0
         what = f"{'class' if decision == 'class' else 'verdict'} → {value}" if value else decision
         withheld: dict[str, int] = {}   # family -> accepted images its out-of-domain answer was left out of
+        unread: list[int] = []   # images whose read failed: left out, said once (a box per image, each by its id)
+        why = ""
         for image_id, detail, error in rows:
             if detail is None:
-                self._lost(f"Cannot read image {image_id}: {error}")
+                unread.append(image_id)
+                why = error
                 continue
             if decision == "class" and not detail.classifier_runs and value not in detail.classes:
                 no_classifier += 1  # as its own key would say: no class here (another line's frame in the selection)
@@ -749,6 +799,15 @@ class ReviewController(QObject):
                 after = before.with_(review_state="corrected", **verdict_changes(value))
             if not after.same_content(before):
                 edits.append(LabelEdit(self, image_id, before, after, what, decision, follow=False))
+        # the status bar's last word says them too: "Nothing to change: the selected images are accepted already"
+        # followed the box when none could be read (a session-52 audit)
+        done = f"labelled {value}" if value else f"{decision}ed"
+        left_out = (f" Not {done}: {plural(len(unread), 'selected image')} could not be read "
+                    f"({', '.join(self.named(i) for i in unread[:3])}{', …' if len(unread) > 3 else ''}): select "
+                    f"{agree(len(unread), 'it', 'them')} and press the key again once the database answers."
+                    if unread else "")
+        if unread:
+            self._lost(f"{left_out.strip()} (The database said: {why.rstrip('.')}.)")
         if edits:
             # A macro (not parent/child commands): the stack owns every command it is pushed. Its counts are worded
             # by ``plural`` ("Labelled 1 image(s) anomalous; Ctrl+Z undoes them together.", "Undo anomalous 1 images":
@@ -770,17 +829,18 @@ class ReviewController(QObject):
                        "classes now (Project ▸ Classes…)." if unlisted else "")
                     + (f" {plural(to_draw, 'image')} \"anomalous\" without a region: the model's map reaches its "
                        "region threshold nowhere there; draw each region for the export's ground truth."
-                       if to_draw else ""))
+                       if to_draw else "") + left_out)
             if withheld or to_draw:   # what the selection's labels lack stays ahead of the next messages, as A's note
                 self.note.emit(text + _withheld_many(withheld, len(edits)))
             else:
                 self.message.emit(text)
+        elif unread:
+            self.message.emit(f"Nothing was changed.{left_out}")
         else:
-            already = f"labelled {value}" if value else f"{decision}ed"
             self.message.emit(f"{plural(moved, 'image')} changed while the selection was read: select and decide "
                               "again." if moved else "No class here: the model routing runs no classifier on the "
                               f"{plural(no_classifier, 'selected image')}." if no_classifier
-                              else f"Nothing to change: the selected images are {already} already.")
+                              else f"Nothing to change: the selected images are {done} already.")
         self.reload()
         self.decided_many.emit(len(edits))
 
@@ -1156,14 +1216,17 @@ class ReviewController(QObject):
 
     def named(self, image_id: int) -> str:
         """The image as messages name it: its file, by its path in the folder, or for one this window never read (a
-        label left by an earlier session) as its recovery file names it ("image 3" only where that file is older than
-        the path it keeps). A session-52 audit: "Could not save the label of image 3 yet", "Could not flag image 3
-        yet" named a database id that no screen shows."""
+        label left by an earlier session) as its recovery file names it ("image 3" where that file is older than the
+        path it keeps), else as the gallery lists it (an image whose read failed). A session-52 audit: "Could not save the label of
+        image 3 yet", "Could not flag image 3 yet", "Cannot load image 6" named a database id that no screen shows."""
         row = self._rows.get(image_id)
         if row is not None:
             return row.rel_path
         kept = self._replays.get(image_id)
-        return kept[1].image() if kept is not None else f"image {image_id}"
+        if kept is not None:
+            return kept[1].image()
+        listed = self.listed(image_id)
+        return listed.rel_path if listed is not None else f"image {image_id}"
 
     def _lost(self, text: str) -> None:
         """A key, decision or flag the database did not take (no label holds it, nothing retries it): said now,

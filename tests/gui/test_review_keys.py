@@ -382,6 +382,7 @@ def test_a_key_after_the_next_image_could_not_be_read_is_not_applied_unseen(wind
     monkeypatch.setattr(service, "detail", detail)
     notes: list[str] = []
     win.review.message.connect(notes.append)
+    win.review.note.connect(notes.append)   # the refusal is a note (a session-52 audit: it was replaced at once)
     press(qtbot, win, Qt.Key.Key_X)
     wait_saved(win, qtbot)
     target = win.review.image_id
@@ -398,6 +399,115 @@ def test_a_key_after_the_next_image_could_not_be_read_is_not_applied_unseen(wind
     press(qtbot, win, Qt.Key.Key_G)  # now on screen: applied
     wait_saved(win, qtbot)
     assert service.detail(target).label.anomaly_verdict == "normal"
+
+
+def _unreadable(service, monkeypatch, image_ids: set[int]) -> dict[str, bool]:
+    """The service's label read of ``image_ids`` raises the database's UnreachableError (PostgreSQL stopped) until
+    the returned switch's "on" is set False."""
+    from database.errors import UnreachableError
+    real = service.detail
+    failing = {"on": True}
+
+    def detail(image_id: int):
+        if failing["on"] and image_id in image_ids:
+            raise UnreachableError("cannot reach the database 'inspection' on 127.0.0.1:5432: Connection refused.")
+        return real(image_id)
+    monkeypatch.setattr(service, "detail", detail)
+    return failing
+
+
+def test_accept_on_an_image_whose_label_cannot_be_read_stays_and_is_not_lost(service, db, folder, artifacts, qtbot,
+                                                                              monkeypatch):
+    """Found by a session-52 audit (PostgreSQL stopped): the window moved to an image whose label could not be read,
+    A was refused ("press it again once the image is shown") but Accept's advance ran anyway, the next image's
+    "Cannot load image 7" (a database id) replaced the refusal at once, and the decision was lost without a word:
+    nothing stored, nothing waiting, no recovery file. The window now stays on the image with the refusal on screen,
+    reads the label again on its own once the database answers, and the next A is stored once."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    first = win.review.image_id
+    wait_saved(win, qtbot)
+    second = win.gallery_model.item_at(1).image_id
+    name = service.item(second).rel_path
+    failing = _unreadable(service, monkeypatch, {second})
+    boxes: list[str] = []
+    win.review.save_failed.connect(boxes.append)
+    press(qtbot, win, Qt.Key.Key_J)
+    qtbot.waitUntil(lambda: win.review.image_id == second and win.review._reading is None, timeout=5000)
+    assert win.review.detail.item.image_id == first   # its label is not on screen
+    assert any(b.startswith(f"Cannot load {name}:") for b in boxes), boxes   # the file, not "image 2"
+    press(qtbot, win, Qt.Key.Key_A)
+    qtbot.wait(800)   # Accept's advance, and the next image's read, would have come by now
+    assert win.review.image_id == second and win.queue.current_id() == second   # it stays on the image
+    said = win.statusBar().currentMessage()
+    assert "not applied" in said and name in said, said   # the refusal is still on screen
+    wait_saved(win, qtbot)
+    assert service.item(second).review_state == "unreviewed" and not win.review.pending()
+    failing["on"] = False   # the database answers again: the label is read without a key
+    qtbot.waitUntil(lambda: win.review.detail.item.image_id == second, timeout=3 * win.review.RETRY_MS)
+    assert "press it again" in win.statusBar().currentMessage()
+    press(qtbot, win, Qt.Key.Key_A)   # on screen now: applied, and then the window moves on
+    wait_saved(win, qtbot)
+    assert service.item(second).review_state == "accepted"
+    assert [h.review_state for h in service.history(second)].count("accepted") == 1
+    qtbot.waitUntil(lambda: win.review.image_id != second, timeout=5000)
+    win.close()
+
+
+def test_a_key_during_the_retry_of_an_unreadable_image_is_refused_not_held(service, db, folder, artifacts, qtbot,
+                                                                          monkeypatch):
+    """The image left unread (a session-52 audit) is read again every few seconds: a key pressed while such a read
+    is on its way was held and applied to the label when it came, one the inspector had not seen (the session-44
+    rule). It is refused as while no read is on its way, and the window stays."""
+    import threading
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    second = win.gallery_model.item_at(1).image_id
+    failing = _unreadable(service, monkeypatch, {second})
+    press(qtbot, win, Qt.Key.Key_J)
+    qtbot.waitUntil(lambda: win.review.image_id == second and win.review._reading is None, timeout=5000)
+    answered = threading.Event()
+    unreadable = service.detail
+
+    def slow(image_id: int):
+        if image_id == second:
+            answered.wait(10)
+        return unreadable(image_id)
+    monkeypatch.setattr(service, "detail", slow)
+    failing["on"] = False
+    press(qtbot, win, Qt.Key.Key_D)   # refused: the image is read again, and that read is on its way
+    assert win.review._reading is not None
+    press(qtbot, win, Qt.Key.Key_G)
+    answered.set()
+    qtbot.waitUntil(lambda: win.review.detail.item.image_id == second, timeout=5000)
+    qtbot.wait(300)
+    wait_saved(win, qtbot)
+    assert service.item(second).review_state == "unreviewed" and win.review.label.anomaly_verdict is None
+    assert win.review.image_id == second
+    win.close()
+
+
+def test_a_gallery_decision_with_unreadable_images_says_so_last(service, db, folder, artifacts, qtbot, monkeypatch):
+    """A session-52 audit: A on a gallery selection whose images could not be read (PostgreSQL stopped) put up one
+    box per image, named by its database id, and the status bar's last word was "Nothing to change: the selected
+    images are accepted already", untrue. The images left out are named by their files, once, and said last."""
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    ids = [win.gallery_model.item_at(r).image_id for r in (1, 2)]
+    _unreadable(service, monkeypatch, set(ids))
+    boxes: list[str] = []
+    win.review.save_failed.connect(boxes.append)
+    sel = win.gallery.selectionModel()
+    sel.clearSelection()
+    for row in (1, 2):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    assert sorted(win.queue.selected_ids()) == sorted(ids)
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        press(qtbot, win, Qt.Key.Key_A)
+    said = win.statusBar().currentMessage()
+    assert "Nothing to change" not in said and "Not accepted: 2 selected images could not be read" in said, said
+    assert len(boxes) == 1 and all(service.item(i).rel_path in boxes[0] for i in ids), boxes
+    assert all(service.item(i).review_state == "unreviewed" for i in ids)
+    win.close()
 
 
 def test_editing_keys_typed_in_the_search_box_stay_there(service, db, folder, artifacts, qtbot):
