@@ -16,11 +16,11 @@ from typing import BinaryIO, Mapping
 import cv2
 import numpy as np
 
+from inference import MAX_PIXELS
 from inference.model_limits import ModelLimitError, regular_file_size
 from inference.preprocess import shrink_to
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-MAX_PIXELS = 200_000_000  # ~14k x 14k: beyond this a station runs out of memory, not patience
 MAX_FILE_BYTES = 1 << 30
 # What a decoded PNG may take, from its header's size, channels and depth: a 1.5 MB PNG of 14000 x 14000 16-bit
 # RGBA zeros is within MAX_PIXELS but decodes to 1.5 GB (3.5 GB at the peak, a session-46 probe), and the window
@@ -31,8 +31,6 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# Decompression-bomb guard for OpenCV's own decoders.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 # OpenCV's decoders log "[ WARN:0] … grfmt_png.cpp …" for every broken file; the reason a person
 # gets is ImageReadError's (its "[ERROR] … imdecode_" lines repeat the raw assertion text), so it is silenced.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -72,11 +70,14 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
+    width, height = header_size(p, exif_rotation=False)
+    if width * height > MAX_PIXELS:  # refused from its header, never decoded (see header_size)
+        raise ImageReadError(path, too_large(width, height))
     if data[:8].tobytes() == PNG_SIGNATURE and len(data) >= 26:
         width, height = (int.from_bytes(data[o:o + 4].tobytes(), "big") for o in (16, 20))
         depth = 2 if int(data[24]) == 16 else 1
         need = width * height * _PNG_CHANNELS.get(int(data[25]), 4) * depth
-        if need > MAX_DECODED_BYTES and width * height <= MAX_PIXELS:
+        if need > MAX_DECODED_BYTES:
             raise ImageReadError(path, f"image too large to decode ({width}x{height} pixels of "
                                        f"{'16' if depth == 2 else '8'}-bit samples, {need / 1e6:.0f} MB decoded; "
                                        f"the station decodes up to {MAX_DECODED_BYTES / 1e6:.0f} MB)")
@@ -95,9 +96,6 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
     except cv2.error:  # its text is an OpenCV assertion ("(-215:Assertion failed) …"), not a reason
         img = None
     if img is None or img.size == 0:
-        width, height = header_size(p)
-        if width * height > MAX_PIXELS:  # OpenCV's own guard refused it: say so, not "corrupt"
-            raise ImageReadError(path, too_large(width, height))
         raise ImageReadError(path, "not a decodable image (corrupt or unsupported format)")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise ImageReadError(path, too_large(img.shape[1], img.shape[0]))
@@ -116,10 +114,11 @@ def header_size(path: str | os.PathLike, exif_rotation: bool = True) -> tuple[in
     """(width, height) from the file's header alone, without decoding it; (0, 0) when the header says nothing
     (``exif_rotation`` False: as stored, a JPEG's EXIF orientation not applied).
 
-    Why: OpenCV's decompression-bomb guard (``OPENCV_IO_MAX_IMAGE_PIXELS``) makes ``imdecode`` answer None for an
-    image over ``MAX_PIXELS``, the same None as for a corrupt file, so without this a 30,000 x 30,000 scan read
-    "corrupt". ``imagesize`` (the header reader Sphinx uses) knows PNG, JPEG, TIFF, BMP and more; a file it
-    cannot read is only "corrupt" as before.
+    Why: ``read_raw`` refuses an image over ``MAX_PIXELS`` from this before decoding it, whatever the format, and
+    names its size (OpenCV's own guard answers None, the same as for a corrupt file: a 30,000 x 30,000 scan read
+    "corrupt"). A 431 KB PNG of 20000 x 20000 was decoded whole, 807 MB, before the shape check refused it (a
+    session-52 audit, where OpenCV's guard was set too late to act). ``imagesize`` (the header reader Sphinx uses)
+    knows PNG, JPEG, TIFF, BMP, WebP and more; a file it cannot read is left to the decoder and its guard.
     """
     import imagesize
 

@@ -167,6 +167,62 @@ def test_an_image_over_the_pixel_bound_is_named_too_large_not_corrupt(tmp_path: 
         read_raw(truncated)
 
 
+def _riff_webp(body: bytes) -> bytes:
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+# A header of 20,000 x 20,000 in each format the station reads, a few hundred bytes on disk.
+HUGE_HEADERS = {
+    ".png": (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+             + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b"")),
+    ".jpg": b"\xff\xd8\xff\xc0" + struct.pack(">HBHHB", 11, 8, 20000, 20000, 1) + b"\x01\x11\x00\xff\xd9",
+    ".bmp": (b"BM" + struct.pack("<IHHI", 54 + 64, 0, 0, 54)
+             + struct.pack("<IiiHHIIiiII", 40, 20000, 20000, 1, 24, 0, 0, 2835, 2835, 0, 0) + b"\x00" * 64),
+    ".tif": (b"II*\x00" + struct.pack("<IH", 8, 2) + struct.pack("<HHII", 256, 4, 1, 20000)
+             + struct.pack("<HHII", 257, 4, 1, 20000) + struct.pack("<I", 0)),
+    ".webp": _riff_webp(b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4 + (19999).to_bytes(3, "little") * 2),
+}
+
+
+@pytest.mark.parametrize("suffix", sorted(HUGE_HEADERS))
+def test_an_image_over_the_pixel_bound_is_refused_from_its_header_without_decoding(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    """A session-52 audit: a 431 KB PNG of 20000 x 20000 was decoded whole (807 MB in a fresh process, the window
+    ~2 GB with thumbnails and the viewer decoding at once) before the shape check refused it, OpenCV's own guard
+    having been set after cv2 was imported. Now every format is refused from its header, and never decoded."""
+    import inference.imageio as imageio
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image over the pixel bound reached the decoder")
+
+    monkeypatch.setattr(imageio.cv2, "imdecode", no_decoding)
+    path = tmp_path / f"scan{suffix}"
+    path.write_bytes(HUGE_HEADERS[suffix])
+    with pytest.raises(ImageReadError) as exc:
+        read_raw(path)
+    assert exc.value.reason.startswith("image too large (20000x20000 pixels, 400 megapixels")
+
+
+@pytest.mark.parametrize("module", ["inference.preprocess", "app.services.display", "app.worker"])
+def test_opencvs_pixel_guard_is_set_before_cv2_is_imported(module: str) -> None:
+    """A session-52 audit: inference/imageio.py set OPENCV_IO_MAX_IMAGE_PIXELS after its own ``import cv2`` (and
+    after inference.preprocess had imported it), and OpenCV reads it at import only, so its guard never acted. A fresh
+    process that imports a module of either package sees the variable set when cv2 is first imported."""
+    probe = ("import os, sys\n"
+             "os.environ.pop('OPENCV_IO_MAX_IMAGE_PIXELS', None)\n"
+             "seen = []\n"
+             "class Spy:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name == 'cv2' and not seen:\n"
+             "            seen.append(os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'))\n"
+             "sys.meta_path.insert(0, Spy())\n"
+             f"import {module}\n"
+             "print(seen)\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    from inference.imageio import MAX_PIXELS
+    assert out.stdout.split("\n")[-2] == repr([str(MAX_PIXELS)])
+
+
 def test_a_small_png_that_decodes_past_the_memory_bound_is_refused_from_its_header(tmp_path: Path) -> None:
     """A session-46 probe: a 1.5 MB PNG of 14000 x 14000 16-bit RGBA zeros (within the pixel bound) decoded to
     1.5 GB, 3.5 GB at the peak, in each of up to three decoders of the window. Its header says so: refused unread;
