@@ -1,6 +1,7 @@
 """Indexing a folder into the database: formats, incremental re-index, missing and changed files."""
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -575,6 +576,19 @@ def test_a_linked_folder_and_a_broken_link_are_said_not_passed_over_in_silence(d
     assert len(result.skipped) == 2
     assert any(s.startswith("cam2/: a linked folder") and "open it as a folder of its own" in s for s in result.skipped)
     assert any(s.startswith("dangling.png: a link whose target") for s in result.skipped)
+
+
+def test_a_link_round_a_loop_is_said_not_passed_over_in_silence(db, tmp_path: Path) -> None:
+    """A session-52 audit: two links naming each other (``loop_a.png -> loop_b.png -> loop_a.png``) were left out of
+    the index without a word (their stat fails with ELOOP, and the walk passed over any such failure). Each is said
+    with the system's reason; the folder's images are indexed as before."""
+    root = _folder(tmp_path / "parts")
+    os.symlink("loop_b.png", root / "loop_a.png")
+    os.symlink("loop_a.png", root / "loop_b.png")
+    result = index_folder(db, root)
+    assert sorted(db.images.get(i).rel_path for i in result.added) == [
+        "colour.jpg", "gray.png", "sub/deep.bmp", "sub/wide.tiff"]
+    assert sorted(result.skipped) == [f"loop_{x}.png: {os.strerror(errno.ELOOP)}" for x in "ab"]
 
 
 def test_a_file_unreadable_when_indexed_loses_its_error_once_it_is_read(db, tmp_path: Path, monkeypatch) -> None:
