@@ -286,8 +286,8 @@ class MainWindow(QMainWindow):
         def advance() -> None:
             if (self.ctx.settings.auto_advance and before is not None and r.image_id == before
                     and r.conflicts == conflicts  # refused: stay, the newer label is to be seen
-                    and r.refused == refused  # not applied (the image could not be read): stay, press it again here
-                    # (it moved on, and the decision was lost unsaid: a session-52 audit)
+                    and r.refused == refused  # not applied (the label or the file could not be read): stay; the
+                    # refusal is read beside it (it moved on, and the decision was lost unsaid: a session-52 audit)
                     and r.regions_to_draw == owed):  # a region to draw: stay, it is drawn here
                 self.queue.next_unreviewed(1)
         decision()

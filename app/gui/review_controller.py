@@ -120,6 +120,8 @@ class ReviewController(QObject):
         self.detail: ImageDetail | None = None
         self.label: LabelState | None = None
         self.image_size: tuple[int, int] | None = None  # (w, h) once the viewer decoded the pixels
+        # why the viewer could not read the image's pixels ("empty file (0 bytes)"); None: read, or not yet
+        self.unreadable: str | None = None
         # Labels the database refused for now: image id -> (label, what changed, its source), and the number of
         # the edit each one is (a newer edit of the image replaces it)
         self._pending: dict[int, tuple[LabelState, str, str | None]] = {}
@@ -177,10 +179,11 @@ class ReviewController(QObject):
         # Accepts that kept an "anomalous" whose region the inspector must draw (``ReviewService.region_to_draw``):
         # the window does not auto-advance past one, so the region is drawn on the image A was pressed on
         self.regions_to_draw = 0
-        # Keys refused because the image they were for could not be read (the screen shows another image's label):
-        # the window does not auto-advance past one either, so the image stays and the refusal stays on screen. A
-        # session-52 audit (PostgreSQL stopped): A was refused, Accept's advance ran anyway, the next image's "Cannot
-        # load" replaced the refusal at once, and the decision was lost without a word.
+        # Keys not applied: refused because the image's label could not be read (the screen shows another image's
+        # label), or because its file cannot be read (``_refused_unreadable``): the window does not auto-advance past
+        # one either, so the image stays and the refusal stays on screen beside it. A session-52 audit (PostgreSQL
+        # stopped): A was refused, Accept's advance ran anyway, the next image's "Cannot load" replaced the refusal at
+        # once, and the decision was lost without a word.
         self.refused = 0
         # The image whose read failed last: said once, then read again every RETRY_MS (``_read_unreadable``) while
         # it is the one under review, until the database answers; nothing read it again before, so the panel kept the
@@ -434,6 +437,7 @@ class ReviewController(QObject):
             self._saw(image_id, detail.label)
         if self.detail is None or self.detail.item.image_id != image_id:
             self.image_size = None
+            self.unreadable = None
         self.detail = detail
         self.label = label
         self._rows[image_id] = detail.item
@@ -555,6 +559,7 @@ class ReviewController(QObject):
         self.detail = None
         self.label = None
         self.image_size = None
+        self.unreadable = None
         self._early_prediction = None
         self._read_again = False
         self._next_target = None
@@ -617,7 +622,7 @@ class ReviewController(QObject):
         """The image's class, or the selected object's own class while one is selected."""
         if self.objects.current() is not None:
             self.objects.set_class(name)
-        elif self._ready(lambda: self.set_class(name)):
+        elif self._ready(lambda: self.set_class(name)) and not self._refused_unreadable(f"labelled {name}"):
             self._edit(self._corrected(class_name=name), f"class → {name}", "class")
 
     def set_object_classes(self, mask: np.ndarray, objects: tuple[ObjectClass, ...], text: str) -> None:
@@ -692,10 +697,25 @@ class ReviewController(QObject):
             return
         if not self._ready(lambda: self.set_verdict(verdict)):
             return
+        if verdict is not None and self._refused_unreadable(f"labelled {verdict}"):
+            return
         self._edit(self._corrected(**verdict_changes(verdict)), f"verdict → {verdict}", "anomaly_verdict")
 
+    def _refused_unreadable(self, what: str) -> bool:
+        """True, said on the status line, when the image on screen cannot be read (its pixels failed to load). A
+        session-52 audit: A on a truncated or 20000 x 20000 PNG saved "accepted", and 1 on an empty file "corrected,
+        class free"; the export then wrote the empty file into imagefolder/free/ as good data. A label on a file no
+        model or export can read trains nothing, so it is refused; X stays open (rejecting the file is a decision)."""
+        if self.unreadable is None or self.detail is None:
+            return False
+        name = PurePosixPath(self.detail.item.rel_path).name
+        self.refused += 1
+        self.message.emit(f"Not {what}: {name} cannot be read ({self.unreadable}), so no export or retraining could "
+                          "use a label on it. X rejects it.")
+        return True
+
     def accept(self) -> None:
-        if not self._ready(self.accept):
+        if not self._ready(self.accept) or self._refused_unreadable("accepted"):
             return
         before = self.label
         assert before is not None  # what _ready() checked

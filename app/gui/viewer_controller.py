@@ -92,8 +92,10 @@ class ViewerController(QObject):
         self.pane.show_image(rgb, message, pixels)
         self._shown_id = image_id
         self.viewer.editable = rgb is not None
-        if rgb is not None and self.review.image_id == image_id:
-            self.review.image_size = (rgb.shape[1], rgb.shape[0])
+        if self.review.image_id == image_id:
+            if rgb is not None:
+                self.review.image_size = (rgb.shape[1], rgb.shape[0])
+            self.review.unreadable = None if rgb is not None else error  # A, the class and verdict keys refuse it
         self._apply_prediction()
         if self._label is not None:
             self.viewer.set_label_masks(self._label.mask, self._label.anomaly_region)

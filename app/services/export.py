@@ -44,7 +44,7 @@ from app.services.export_items import (
 from app.services.export_split import SplitSpec, assign_splits, counts
 from app.services.json_files import read_json_object
 from app.services.wording import agree, plural
-from inference.imageio import exif_orientation
+from inference.imageio import MAX_PIXELS, ImageReadError, exif_orientation, header_size, read_raw
 
 if TYPE_CHECKING:
     from database import Database
@@ -543,6 +543,24 @@ def changed_since_indexed(item: ExportItem) -> bool:
         return False
 
 
+def unreadable_image(item: ExportItem) -> str | None:
+    """Why the station cannot read the image (``read_raw``'s reason), or None. A session-52 audit: an empty file, a
+    truncated PNG and a 20000 x 20000 one, labelled in the window, were exported as good data (imagefolder/free/zero.png,
+    0 bytes, and rows in summary.csv), the export checking only that the file could be opened. A file whose header
+    gives a size within ``MAX_PIXELS`` and with no error stored (``read_error``: the pre-labelling's, a file it could not
+    read or a model that failed on it) is taken as readable without decoding it; any other is decoded, so the export
+    reads only those twice (a truncated file never pre-labelled is not caught; the window refuses to label it)."""
+    if item.read_error is None:
+        width, height = header_size(item.source)
+        if 0 < width * height <= MAX_PIXELS:
+            return None
+    try:
+        read_raw(item.source)
+    except ImageReadError as exc:
+        return exc.reason
+    return None
+
+
 def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], options: ExportOptions = ExportOptions(),
                  progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                  skipped: Sequence[str] = (), indexed_roots: Sequence[str | os.PathLike[str]] = ()) -> ExportResult:
@@ -565,6 +583,9 @@ def export_items(items: Sequence[ExportItem], out: str | os.PathLike[str], optio
         if changed_since_indexed(item):
             skipped.append(f"{item.display_path}: the file changed on disk since it was indexed, so its label was "
                            "given for other pixels (open its folder in the station to index it again)")
+            continue
+        if (reason := unreadable_image(item)) is not None:
+            skipped.append(f"{item.display_path}: {reason}")
             continue
         usable.append(item)
     if not usable:

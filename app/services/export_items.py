@@ -67,6 +67,8 @@ class ExportItem:
     size_bytes: int | None = None  # the file as indexed: one that changed since is not exported with this label
     mtime_ns: int | None = None
     content_hash: str | None = None
+    # the image's stored error: the pre-labelling could not read the file, or a model failed on it (decoded to check)
+    read_error: str | None = None
 
     @property
     def display_path(self) -> str:

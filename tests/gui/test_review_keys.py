@@ -589,3 +589,29 @@ def test_j_pressed_while_a_slow_search_is_read_moves_in_its_results(service, db,
     qtbot.wait(200)
     assert opened and all(p.endswith("part_04.png") for p in opened), opened
     win.close()
+
+
+def test_a_label_on_an_image_that_cannot_be_read_is_refused_and_said_but_x_rejects_it(
+        service, db, folder, artifacts, qtbot):
+    """A session-52 audit: A on a truncated or a 20000 x 20000 PNG shown as "Cannot load" saved "accepted", and 1 on an
+    empty file "corrected, class free"; the export then wrote the empty file into imagefolder/free/ as good data. A,
+    the class keys and the verdict keys now leave such an image unlabelled, the window stays on it and the status line
+    says why; X rejects it, a decision an unreadable file may well get."""
+    (folder / "zero.png").write_bytes(b"")
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    image_id = next(it.image_id for it in win.gallery_model.items() if it.rel_path == "zero.png")
+    win.queue.select(image_id)
+    wait_shown(win, qtbot, image_id)
+    for key, what in ((Qt.Key.Key_A, "accepted"), (Qt.Key.Key_1, f"labelled {CLASSES[0]}"),
+                      (Qt.Key.Key_G, "labelled normal")):
+        press(qtbot, win, key)
+        assert win.statusBar().currentMessage() == (
+            f"Not {what}: zero.png cannot be read (empty file (0 bytes)), so no export or retraining could use a "
+            "label on it. X rejects it.")
+        assert win.review.image_id == image_id and win.review.label.review_state == "unreviewed"
+    wait_saved(win, qtbot)
+    assert service.detail(image_id).label.review_state == "unreviewed"
+    press(qtbot, win, Qt.Key.Key_X)
+    wait_saved(win, qtbot)
+    assert service.detail(image_id).label.review_state == "rejected"
+    win.close()

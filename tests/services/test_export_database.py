@@ -126,6 +126,47 @@ def test_a_file_changed_since_it_was_indexed_is_not_exported_with_its_label(tmp_
     db.close()
 
 
+def test_an_image_the_station_cannot_read_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    """A session-52 audit: an empty file, a truncated PNG and a 431 KB PNG of 20000 x 20000, labelled in the window,
+    were exported as good data (exported=9 skipped=(), imagefolder/free/zero.png of 0 bytes, rows in summary.csv): the
+    export checked only that each file could be opened. Each is skipped with the reader's reason, and an image whose
+    stored error was a model's failure, not the file's, is exported."""
+    import struct
+    import zlib
+
+    from app.services.indexing import index_folder
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    root = tmp_path / "lot1"
+    write_image(root / "a", 1)
+    write_image(root / "oom", 2)
+    (root / "zero.png").write_bytes(b"")
+    (root / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+                                    + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    good = (root / "a.png").read_bytes()
+    (root / "truncated.png").write_bytes(good[:len(good) // 2])
+    db = open_database(f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}")
+    index_folder(db, root)
+    ids = {i.rel_path: i.id for i in db.images.query()}
+    db.images.set_error(ids["oom.png"], "anomaly model failed: CUDA out of memory")  # the pre-labelling's, not the file's
+    db.images.set_error(ids["truncated.png"], "not a decodable image (damaged PNG: truncated in chunk 'IDAT')")
+    for image_id in ids.values():
+        db.labels.append(image_id, LabelChange(ReviewState.CORRECTED, class_name="free"), "ann")
+    out = tmp_path / "out"
+    result = export_database(db, out, ExportOptions(formats=("imagefolder", "csv")))
+    assert result.exported == 2
+    assert sorted(result.skipped) == [
+        "lot1/huge.png: image too large (20000x20000 pixels, 400 megapixels; the station reads up to 200 megapixels)",
+        "lot1/truncated.png: not a decodable image (damaged PNG: truncated in chunk 'IDAT')",
+        "lot1/zero.png: empty file (0 bytes)"]
+    assert sorted(p.name for p in (out / "imagefolder" / "free").iterdir()) == ["a.png", "oom.png"]
+    with (out / "summary.csv").open(encoding="utf-8", newline="") as fh:
+        assert sorted(row["rel_path"] for row in csv.DictReader(fh)) == ["a.png", "oom.png"]
+    db.close()
+
+
 def test_cli_export(tmp_path: Path, station, capsys) -> None:
     db, url, _root, ids = station
     before = label_fingerprint(db, ids)
