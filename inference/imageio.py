@@ -52,35 +52,13 @@ def is_image_file(path: str | os.PathLike) -> bool:
 def read_raw(path: str | os.PathLike) -> np.ndarray:
     """Decode a file as stored: (h, w) or (h, w, c) in BGR(A) order, uint8 or uint16 (or float)."""
     p = Path(path)
-    try:
-        size = regular_file_size(p)
-    except ModelLimitError:  # a pipe read as "empty file (0 bytes)", and opening one waits for a writer for good
-        raise ImageReadError(path, "not a regular file (a pipe, device or folder is never read)") from None
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except OSError as exc:
-        raise ImageReadError(path, f"cannot access file ({exc.strerror or exc})") from None
-    except ValueError:  # a NUL in the name: only a tampered database row holds such a path
-        raise ImageReadError(repr(str(path)), "not a usable file name (it holds a NUL character)") from None
-    if size == 0:
-        raise ImageReadError(path, "empty file (0 bytes)")
-    if size > MAX_FILE_BYTES:
-        raise ImageReadError(path, f"file too large ({size / 2**20:.0f} MiB)")
+    _checked_file_size(p, path)
     try:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(path, f"cannot read file ({exc.strerror or exc})") from None
-    width, height = header_size(p, exif_rotation=False)
-    if width * height > MAX_PIXELS:  # refused from its header, never decoded (see header_size)
-        raise ImageReadError(path, too_large(width, height))
-    if data[:8].tobytes() == PNG_SIGNATURE and len(data) >= 26:
-        width, height = (int.from_bytes(data[o:o + 4].tobytes(), "big") for o in (16, 20))
-        depth = 2 if int(data[24]) == 16 else 1
-        need = width * height * _PNG_CHANNELS.get(int(data[25]), 4) * depth
-        if need > MAX_DECODED_BYTES:
-            raise ImageReadError(path, f"image too large to decode ({width}x{height} pixels of "
-                                       f"{'16' if depth == 2 else '8'}-bit samples, {need / 1e6:.0f} MB decoded; "
-                                       f"the station decodes up to {MAX_DECODED_BYTES / 1e6:.0f} MB)")
+    if (reason := _header_refusal(p, data[:26].tobytes())) is not None:  # refused from its header, never decoded
+        raise ImageReadError(path, reason)
     if data[:8].tobytes() == PNG_SIGNATURE:
         damage, profiles = png_damage(data)
         if damage:  # refused before libpng sees it: libpng prints its own "libpng error: …" lines
@@ -102,6 +80,69 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
     if data[:4].tobytes() in TIFF_SIGNATURES and (orientation := exif_orientation(p)) not in (None, 1):
         img = _as_stored(img, orientation)
     return img
+
+
+def _checked_file_size(p: Path, path: str | os.PathLike) -> int:
+    """The file's size, or ``ImageReadError`` for a file ``read_raw`` never opens (missing, empty, not a regular file,
+    over ``MAX_FILE_BYTES``)."""
+    try:
+        size = regular_file_size(p)
+    except ModelLimitError:  # a pipe read as "empty file (0 bytes)", and opening one waits for a writer for good
+        raise ImageReadError(path, "not a regular file (a pipe, device or folder is never read)") from None
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot access file ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL in the name: only a tampered database row holds such a path
+        raise ImageReadError(repr(str(path)), "not a usable file name (it holds a NUL character)") from None
+    if size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise ImageReadError(path, f"file too large ({size / 2**20:.0f} MiB)")
+    return size
+
+
+def _header_refusal(p: Path, head: bytes) -> str | None:
+    """Why the file's header alone rules it out (over ``MAX_PIXELS``, or a PNG decoding past ``MAX_DECODED_BYTES``;
+    ``head``: its first 26 bytes), or None."""
+    width, height = header_size(p, exif_rotation=False)
+    if width * height > MAX_PIXELS:
+        return too_large(width, height)
+    if head[:8] == PNG_SIGNATURE and len(head) >= 26:
+        width, height = (int.from_bytes(head[o:o + 4], "big") for o in (16, 20))
+        depth = 2 if head[24] == 16 else 1
+        need = width * height * _PNG_CHANNELS.get(head[25], 4) * depth
+        if need > MAX_DECODED_BYTES:
+            return (f"image too large to decode ({width}x{height} pixels of {'16' if depth == 2 else '8'}-bit samples, "
+                    f"{need / 1e6:.0f} MB decoded; the station decodes up to {MAX_DECODED_BYTES / 1e6:.0f} MB)")
+    return None
+
+
+def refusal_before_decoding(path: str | os.PathLike, chunks: bool = False) -> str | None:
+    """Why ``read_raw`` would refuse the file from what it checks before decoding any pixel (the file missing, empty,
+    not a regular file or too large; its header's size over ``MAX_PIXELS``; a PNG decoding past
+    ``MAX_DECODED_BYTES``; ``chunks``: a PNG whose chunks are broken, the whole file read and its CRCs checked), in
+    ``read_raw``'s words, or None (a header that gives no size is left to the decoder).
+
+    Why: a label is refused on a file the station cannot read (``ReviewService.save``) and the export skips one,
+    cheaply, with no decoding (a session-52 audit: an empty file was labelled and exported as good data; a truncated
+    PNG and a 12000 x 12000 16-bit RGBA one, refused by ``read_raw``, passed the export's header check)."""
+    p = Path(path)
+    try:
+        _checked_file_size(p, path)
+        with open(p, "rb") as f:
+            head = f.read(26)
+            if (reason := _header_refusal(p, head)) is not None:
+                return reason
+            if chunks and head[:8] == PNG_SIGNATURE:
+                damage, _ = png_damage(np.frombuffer(head + f.read(), dtype=np.uint8))
+                if damage:
+                    return f"not a decodable image (damaged PNG: {damage})"
+    except ImageReadError as exc:
+        return exc.reason
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror or exc})"
+    return None
 
 
 def too_large(width: int, height: int) -> str:

@@ -44,7 +44,7 @@ from app.services.export_items import (
 from app.services.export_split import SplitSpec, assign_splits, counts
 from app.services.json_files import read_json_object
 from app.services.wording import agree, plural
-from inference.imageio import MAX_PIXELS, ImageReadError, exif_orientation, header_size, read_raw
+from inference.imageio import ImageReadError, exif_orientation, header_size, read_raw, refusal_before_decoding
 
 if TYPE_CHECKING:
     from database import Database
@@ -546,14 +546,16 @@ def changed_since_indexed(item: ExportItem) -> bool:
 def unreadable_image(item: ExportItem) -> str | None:
     """Why the station cannot read the image (``read_raw``'s reason), or None. A session-52 audit: an empty file, a
     truncated PNG and a 20000 x 20000 one, labelled in the window, were exported as good data (imagefolder/free/zero.png,
-    0 bytes, and rows in summary.csv), the export checking only that the file could be opened. A file whose header
-    gives a size within ``MAX_PIXELS`` and with no error stored (``read_error``: the pre-labelling's, a file it could not
-    read or a model that failed on it) is taken as readable without decoding it; any other is decoded, so the export
-    reads only those twice (a truncated file never pre-labelled is not caught; the window refuses to label it)."""
-    if item.read_error is None:
-        width, height = header_size(item.source)
-        if 0 < width * height <= MAX_PIXELS:
-            return None
+    0 bytes, and rows in summary.csv), the export checking only that the file could be opened. What ``read_raw``
+    checks before decoding is checked first (``refusal_before_decoding``: a PNG's chunks too, since the export reads
+    the file to copy it anyway; a later audit saw a truncated PNG and a 12000 x 12000 16-bit RGBA one pass the header
+    check alone); a file whose header gives a size and with no error stored (``read_error``: the pre-labelling's, a
+    file it could not read or a model that failed on it) is then taken as readable without decoding it; any other is
+    decoded."""
+    if (reason := refusal_before_decoding(item.source, chunks=True)) is not None:
+        return reason
+    if item.read_error is None and header_size(item.source) != (0, 0):
+        return None
     try:
         read_raw(item.source)
     except ImageReadError as exc:

@@ -167,6 +167,39 @@ def test_an_image_the_station_cannot_read_is_skipped_with_the_reason(tmp_path: P
     db.close()
 
 
+def test_a_truncated_png_and_one_too_deep_to_decode_are_skipped_without_a_stored_error(tmp_path: Path) -> None:
+    """A session-52 audit: a truncated PNG whose header was sane and that no pre-labelling had read (no stored error),
+    and a 12000 x 12000 16-bit RGBA PNG (within the pixel bound, 1.15 GB decoded, which ``read_raw`` refuses from
+    its header), passed the export's header check and were exported as good data. Both are skipped with the reader's
+    reason."""
+    import struct
+    import zlib
+
+    from app.services.indexing import index_folder
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    root = tmp_path / "lot1"
+    write_image(root / "a", 1)
+    (root / "deep.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12000, 12000, 16, 6, 0,
+                                                                                    0, 0))
+                                    + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    good = (root / "a.png").read_bytes()
+    (root / "truncated.png").write_bytes(good[:len(good) // 2])
+    db = open_database(f"sqlite:///{(tmp_path / 'station.sqlite').as_posix()}")
+    index_folder(db, root)
+    for image in db.images.query():
+        db.labels.append(image.id, LabelChange(ReviewState.CORRECTED, class_name="free"), "ann")
+    result = export_database(db, tmp_path / "out", ExportOptions(formats=("imagefolder",)))
+    assert result.exported == 1
+    assert sorted(result.skipped) == [
+        "lot1/deep.png: image too large to decode (12000x12000 pixels of 16-bit samples, 1152 MB decoded; the station "
+        "decodes up to 800 MB)",
+        "lot1/truncated.png: not a decodable image (damaged PNG: truncated in chunk 'IDAT')"]
+    db.close()
+
+
 def test_cli_export(tmp_path: Path, station, capsys) -> None:
     db, url, _root, ids = station
     before = label_fingerprint(db, ids)
