@@ -40,6 +40,7 @@ from app.services.review import (
     Replay,
     ReviewError,
     StorageBusy,
+    UnreadableImage,
     recovery_dir,
     set_aside_by_station,
 )
@@ -437,7 +438,9 @@ class ReviewController(QObject):
             self._saw(image_id, detail.label)
         if self.detail is None or self.detail.item.image_id != image_id:
             self.image_size = None
-            self.unreadable = None
+            self.unreadable = detail.unreadable  # from its header: a key held during this read is refused on it
+        elif detail.unreadable is not None:
+            self.unreadable = detail.unreadable
         self.detail = detail
         self.label = label
         self._rows[image_id] = detail.item
@@ -782,12 +785,17 @@ class ReviewController(QObject):
         what = f"{'class' if decision == 'class' else 'verdict'} → {value}" if value else decision
         withheld: dict[str, int] = {}   # family -> accepted images its out-of-domain answer was left out of
         unread: list[int] = []   # images whose read failed: left out, said once (a box per image, each by its id)
+        cannot_read: list[int] = []   # images whose file the station cannot read: left out, named in the summary
         why = ""
         for image_id, detail, error in rows:
             if detail is None:
                 unread.append(image_id)
                 why = error
                 continue
+            if decision != "reject" and detail.unreadable is not None:
+                self._rows[image_id] = detail.item
+                cannot_read.append(image_id)  # A, a class or a verdict on a file no export could use (a session-52
+                continue                     # audit: A on a selection saved "accepted" on an empty file)
             if decision == "class" and not detail.classifier_runs and value not in detail.classes:
                 no_classifier += 1  # as its own key would say: no class here (another line's frame in the selection)
                 continue
@@ -828,6 +836,11 @@ class ReviewController(QObject):
                     if unread else "")
         if unread:
             self._lost(f"{left_out.strip()} (The database said: {why.rstrip('.')}.)")
+        if cannot_read:
+            left_out += (f" Not {done}: {', '.join(self.named(i) for i in cannot_read[:3])}"
+                         f"{', …' if len(cannot_read) > 3 else ''} cannot be read, so no export or retraining could "
+                         f"use a label on {agree(len(cannot_read), 'it', 'them')} (X rejects "
+                         f"{agree(len(cannot_read), 'it', 'them')}).")
         if edits:
             # A macro (not parent/child commands): the stack owns every command it is pushed. Its counts are worded
             # by ``plural`` ("Labelled 1 image(s) anomalous; Ctrl+Z undoes them together.", "Undo anomalous 1 images":
@@ -854,7 +867,7 @@ class ReviewController(QObject):
                 self.note.emit(text + _withheld_many(withheld, len(edits)))
             else:
                 self.message.emit(text)
-        elif unread:
+        elif unread or cannot_read:
             self.message.emit(f"Nothing was changed.{left_out}")
         else:
             self.message.emit(f"{plural(moved, 'image')} changed while the selection was read: select and decide "
@@ -1064,6 +1077,8 @@ class ReviewController(QObject):
             except LabelConflict as exc:
                 self._chain_failed[w.image_id] = "conflict"
                 return "conflict", exc
+            except UnreadableImage as exc:  # final: nothing saved, the step undone, said (not kept and retried)
+                return "unreadable", exc
             except Exception as exc:  # noqa: BLE001 - kept and retried; the reason is shown
                 self._chain_failed[w.image_id] = "failed"
                 return "failed", exc
@@ -1091,6 +1106,20 @@ class ReviewController(QObject):
             return
         if w.guess is not None:
             self.state_settled.emit(w.guess, None)  # not stored: the counts say what the database holds
+        if kind == "unreadable":
+            # ``ReviewService.save`` refused it: the file cannot be read (a key held while the label was read, or a
+            # gallery decision, reached the save before the viewer's refusal could act: a session-52 audit)
+            self._settled(w.image_id, w.seq)
+            if w.refused is not None:
+                try:
+                    w.refused()
+                except RuntimeError as exc:
+                    log.warning("could not drop the refused undo step of image %d: %s", w.image_id, exc)
+            self.refused += 1
+            if self._shows(w.image_id):
+                self.reload(w.image_id)
+            self.note.emit(f"Not saved: {value}")
+            return
         if kind == "conflict" or (kind == "skipped" and value == "conflict"):
             newest = self._settled(w.image_id, w.seq)
             if w.refused is not None:

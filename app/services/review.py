@@ -116,6 +116,30 @@ class StorageBusy(ReviewError):
     would wait: nothing was written, the same save may succeed later (the window keeps and retries it)."""
 
 
+class UnreadableImage(ReviewError):
+    """A label that keeps an image (accepted, or corrected: a class, a verdict, a mask) refused because the station
+    cannot read its file (``unreadable_file``): no export or retraining could use it. Final: the same save is refused
+    again until the file is replaced; X (reject) and clearing the label are saved."""
+
+    def __init__(self, image_id: int, name: str, reason: str) -> None:
+        super().__init__(f"{name} cannot be read ({reason}), so no export or retraining could use a label on it. "
+                         "X rejects it.")
+        self.image_id = image_id
+        self.reason = reason
+
+
+def unreadable_file(path: str | None) -> str | None:
+    """Why the station cannot read the image's file, from what ``read_raw`` checks before decoding (cheap: the file's
+    size and header, no pixel decoded), or None; a missing file is not said here (its row says "file is missing", and
+    its label is kept for when it is back). One home for the window's key refusal and ``ReviewService.save``'s."""
+    from inference.imageio import refusal_before_decoding
+
+    if path is None:
+        return None
+    reason = refusal_before_decoding(path)
+    return None if reason == "file not found" else reason
+
+
 def map_missing_reason(exc: BaseException) -> str:
     """What the window says when a prediction's anomaly map cannot be read here, and what to do."""
     from app.services.artifacts import MapUnavailable
@@ -431,7 +455,8 @@ class ReviewService:
         classes, runs = self._classes_here(im, prediction)
         from inference.imageio import page_count
         return ImageDetail(item, im.width if im else None, im.height if im else None,
-                           prediction, self._label(image_id), failure, trace, classes, runs, page_count(item.path))
+                           prediction, self._label(image_id), failure, trace, classes, runs, page_count(item.path),
+                           unreadable_file(item.path))
 
     def _classes_here(self, im: Any, prediction: PredictionView | None) -> tuple[tuple[str, ...], bool]:
         """The class buttons for one image, and whether the model routing runs a classifier on it.
@@ -566,6 +591,14 @@ class ReviewService:
         ``wait_s``: how long to wait for another program's write lock before failing (``StorageBusy``;
         None: the database's busy timeout): the review window keeps a refused label and retries it, so it
         waits briefly rather than standing still for the whole busy timeout."""
+        if state.review_state in ("accepted", "corrected"):
+            # A session-52 audit: a key held while the label of an empty file was read, and A on a gallery selection
+            # holding it, saved "accepted" (the window's refusal waited for its viewer's decode); the export then
+            # had a label it could not use. Refused here whatever asked for it; a reject or a cleared label is saved.
+            path = self.db.images.path_of(image_id)
+            if (reason := unreadable_file(path)) is not None:
+                assert path is not None
+                raise UnreadableImage(image_id, Path(path).name, reason)
         self._subfolder_classes.clear()   # a new class on this subfolder's labels is offered on its next image
         from database import LabelSource, LockedError, RowGoneError, StaleLabelError
         from database.dto import LabelChange

@@ -328,6 +328,9 @@ class ImageDetail:
     # its subfolder use (none: no buttons, and the panel says why), never another part's model's classes.
     classifier_runs: bool = True
     pages: int = 1  # images the file holds (a multi-page TIFF): only the first is shown, labelled and pre-labelled
+    # why the station cannot read the file (``unreadable_file``: its size and header, no decoding), or None: A, the
+    # class and verdict keys refuse it from the label's arrival, before the viewer has decoded anything
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)

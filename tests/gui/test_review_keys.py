@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QApplication
 
@@ -614,4 +615,55 @@ def test_a_label_on_an_image_that_cannot_be_read_is_refused_and_said_but_x_rejec
     press(qtbot, win, Qt.Key.Key_X)
     wait_saved(win, qtbot)
     assert service.detail(image_id).label.review_state == "rejected"
+    win.close()
+
+
+def test_a_key_held_while_an_unreadable_files_label_is_read_is_refused(service, db, folder, artifacts, qtbot,
+                                                                      monkeypatch):
+    """A session-52 audit: A pressed while the label of an empty zero.png was on its way (a slow server) was held,
+    ran when the label came, before the viewer's decode had failed, and saved "accepted" with nothing said. The
+    label's read now says the file cannot be read (its size and header), so the held A is refused with the reason,
+    and ``ReviewService.save`` refuses it whatever asks."""
+    (folder / "zero.png").write_bytes(b"")
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    image_id = next(it.image_id for it in win.gallery_model.items() if it.rel_path == "zero.png")
+    held = HeldDetails(service, monkeypatch)
+    held.hold.add(image_id)
+    win.queue.select(image_id)
+    qtbot.waitUntil(lambda: win.review._reading is not None, timeout=3000)
+    press(qtbot, win, Qt.Key.Key_A)   # held: the detail is on its way
+    held.gate.set()
+    qtbot.wait(500)
+    wait_saved(win, qtbot)
+    assert service.detail(image_id).label.review_state == "unreviewed"
+    assert "zero.png cannot be read (empty file (0 bytes))" in win.statusBar().currentMessage()
+    win.close()
+
+
+def test_a_gallery_accept_leaves_out_a_file_that_cannot_be_read_and_names_it(service, db, folder, artifacts, qtbot):
+    """A session-52 audit: A on a gallery selection holding the empty zero.png saved it "accepted" (the window's
+    refusal acted on the image its viewer showed only). The others are accepted; zero.png is left unreviewed and
+    named in the summary line."""
+    from app.services.review import UnreadableImage
+
+    (folder / "zero.png").write_bytes(b"")
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    zrow = next(r for r in range(win.gallery_model.rowCount()) if win.gallery_model.item_at(r).rel_path == "zero.png")
+    other = 1 if zrow != 1 else 2
+    sel = win.gallery.selectionModel()
+    sel.clearSelection()
+    for row in (zrow, other):
+        sel.select(win.gallery_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    zid, oid = win.gallery_model.item_at(zrow).image_id, win.gallery_model.item_at(other).image_id
+    with qtbot.waitSignal(win.review.decided_many, timeout=10000):
+        press(qtbot, win, Qt.Key.Key_A)
+    wait_saved(win, qtbot)
+    assert service.detail(zid).label.review_state == "unreviewed"
+    assert service.detail(oid).label.review_state == "accepted"
+    assert "Not accepted: zero.png cannot be read" in win.statusBar().currentMessage()
+    with pytest.raises(UnreadableImage):   # the service's own guard, whatever asks
+        service.save(zid, service.detail(zid).label.with_(review_state="accepted"))
+    service.save(zid, service.detail(zid).label.with_(review_state="rejected"))   # X still rejects it
     win.close()
