@@ -18,6 +18,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import inference  # noqa: E402,F401 - first: it sets OpenCV's pixel limit, which cv2 reads at its import
+
+# isort: split
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from fuzz_common import Tally, captured_stderr, label_fingerprint, mutate, parser, run_cases, unclear

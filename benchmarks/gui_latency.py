@@ -24,10 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import inference  # noqa: E402,F401 - first: it sets OpenCV's pixel limit, which cv2 reads at its import
+
+# isort: split
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from app.services.json_files import write_json_atomic  # noqa: E402
 from benchmarks.speed_profiles import load_average, part_images  # noqa: E402

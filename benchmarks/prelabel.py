@@ -18,10 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import inference  # noqa: E402,F401 - first: it sets OpenCV's pixel limit, which cv2 reads at its import
+
+# isort: split
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from inference.bundled import bundled_model_dir  # noqa: E402
 from inference.checkpoints import save_model  # noqa: E402
