@@ -458,7 +458,9 @@ class ImageViewer(ImageView):
 
     def set_label_masks(self, mask: np.ndarray | None, region: np.ndarray | None) -> None:
         w, h = self.image_size()
-        fit = (lambda m: None if m is None else resize_to(m.astype(bool), w, h, nearest=True))
+        # no image shown (its file could not be read: 0 x 0): nothing drawn, the label panel still lists the masks. A
+        # session-52 audit: resizing to 0 x 0 raised cv2.error "inv_scale_x > 0" and image_shown was never sent.
+        fit = (lambda m: None if m is None or not (w and h) else resize_to(m.astype(bool), w, h, nearest=True))
         self.mask.reset(w, h, fit(mask))
         self.region.reset(w, h, fit(region))
         self._mask_unset = mask is None

@@ -667,3 +667,25 @@ def test_a_gallery_accept_leaves_out_a_file_that_cannot_be_read_and_names_it(ser
         service.save(zid, service.detail(zid).label.with_(review_state="accepted"))
     service.save(zid, service.detail(zid).label.with_(review_state="rejected"))   # X still rejects it
     win.close()
+
+
+def test_an_unreadable_image_whose_label_holds_a_mask_is_shown_without_a_traceback(service, db, folder, artifacts,
+                                                                                   qtbot):
+    """A session-52 audit: on an image whose file could not be read and whose label held a mask, the viewer resized
+    the mask to the 0 x 0 of no image (cv2.error "inv_scale_x > 0", a traceback) and image_shown was never sent. No
+    mask is drawn on an image that could not be shown; the label panel still has the label."""
+    from app.services.display import encode_mask_png
+    from database import LabelChange, ReviewState
+
+    (folder / "zero.png").write_bytes(b"")
+    win = _seeded_window(service, db, folder, artifacts, qtbot)
+    wait_saved(win, qtbot)
+    zid = next(it.image_id for it in win.gallery_model.items() if it.rel_path == "zero.png")
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    db.labels.append(zid, LabelChange(ReviewState.CORRECTED, mask_png=encode_mask_png(mask)), "earlier")
+    with qtbot.waitSignal(win.viewer_ctl.image_shown, timeout=5000,
+                          check_params_cb=lambda image_id: image_id == zid):
+        win.queue.select(zid)
+    assert win.review.label is not None and win.review.label.mask is not None
+    win.close()
