@@ -1405,6 +1405,9 @@ class ReviewController(QObject):
                     where = f"no file (it could not be written: {write_exc})"
                 out.append((image_id, seq, "conflict", (exc, changed, where)))
                 continue
+            except UnreadableImage as exc:  # final: the file cannot be read now, the same save is refused again
+                out.append((image_id, seq, "unreadable", exc))
+                continue
             except StorageBusy as exc:  # still locked: kept for the next round
                 log.warning("retry of image %d refused, kept pending: %s", image_id, exc)
                 busy_in_a_row += 1
@@ -1464,6 +1467,15 @@ class ReviewController(QObject):
                     continue   # the database held it already
                 self.save_failed.emit(f"The label of {replay.image()} kept from an earlier session was not saved: "
                                       f"{why}. It is kept in {recovery_dir() / CONFLICTS}.")
+            elif kind == "unreadable":   # a waiting label whose file can no longer be read: retried for good, the
+                # reason only logged, before (the review of a session-52 fix); said once, nothing saved
+                name = self.named(image_id)
+                self._unpend(image_id, seq)
+                kept = self._replays.pop(image_id, None) is not None   # its recovery file stays for a later start
+                if self._settled(image_id, seq) and self.image_id == image_id:
+                    self.reload(image_id)
+                self.save_failed.emit(f"The label of {name} that was waiting was not saved: {value}"
+                                      + (f" Its recovery file stays in {recovery_dir()}." if kept else ""))
             elif kind == "busy":
                 self._locked = True
         self.pending_changed.emit(len(self._pending))

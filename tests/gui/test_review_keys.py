@@ -689,3 +689,27 @@ def test_an_unreadable_image_whose_label_holds_a_mask_is_shown_without_a_traceba
         win.queue.select(zid)
     assert win.review.label is not None and win.review.label.mask is not None
     win.close()
+
+
+def test_a_waiting_label_whose_file_became_unreadable_is_said_once_and_waits_no_more(window, service, folder, qtbot,
+                                                                                     monkeypatch):
+    """The review of a session-52 fix: a label waiting for a locked database whose file was then emptied was refused
+    by every retry (``UnreadableImage``), kept waiting for good with the reason in the log only. It waits no more, and
+    the reason is said."""
+    from app.services.review import StorageBusy
+    from tests.gui.test_main_window import _save_refused
+
+    win = window
+    image_id = win.review.image_id
+    rel = service.detail(image_id).item.rel_path
+    said: list[str] = []
+    win.review.save_failed.connect(said.append)
+    _save_refused(service, monkeypatch, 1, StorageBusy("the database file is locked by another program (test)"))
+    win.review.accept()
+    qtbot.waitUntil(lambda: bool(win.review.pending()), timeout=10000)
+    (folder / rel).write_bytes(b"")   # the file is emptied while its label waits
+    win.review.flush_pending()
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=10000)
+    assert service.detail(image_id).label.review_state == "unreviewed"
+    assert any("that was waiting was not saved" in t and "cannot be read" in t for t in said), said
+    assert not win.review._retry.isActive()
