@@ -713,8 +713,7 @@ class ReviewController(QObject):
             return False
         name = PurePosixPath(self.detail.item.rel_path).name
         self.refused += 1
-        self.message.emit(f"Not {what}: {name} cannot be read ({self.unreadable}), so no export or retraining could "
-                          "use a label on it. X rejects it.")
+        self.message.emit(f"Not {what}: {UnreadableImage(self.detail.item.image_id, name, self.unreadable)}")
         return True
 
     def accept(self) -> None:
