@@ -1086,6 +1086,17 @@ class ReviewController(QObject):
         self._writes.call(work, lambda outcome: self._written(w, outcome),
                           lambda text: self._written(w, ("failed", RuntimeError(text))))
 
+    @staticmethod
+    def _drop_undo_step(w: "_Write") -> None:
+        """Takes a refused write's step off the undo stack (``w.refused``), if it has one. Its undo step may be gone
+        already (the stack cleared or its command deleted): logged, since the refusal is still said by the caller."""
+        if w.refused is None:
+            return
+        try:
+            w.refused()
+        except RuntimeError as exc:
+            log.warning("could not drop the refused undo step of image %d: %s", w.image_id, exc)
+
     def _written(self, w: "_Write", outcome: tuple[str, Any]) -> None:
         """A write's answer, on the GUI thread, in the order the writes were made."""
         kind, value = outcome
@@ -1109,11 +1120,7 @@ class ReviewController(QObject):
             # ``ReviewService.save`` refused it: the file cannot be read (a key held while the label was read, or a
             # gallery decision, reached the save before the viewer's refusal could act: a session-52 audit)
             self._settled(w.image_id, w.seq)
-            if w.refused is not None:
-                try:
-                    w.refused()
-                except RuntimeError as exc:
-                    log.warning("could not drop the refused undo step of image %d: %s", w.image_id, exc)
+            self._drop_undo_step(w)
             self.refused += 1
             if self._shows(w.image_id):
                 self.reload(w.image_id)
@@ -1121,11 +1128,7 @@ class ReviewController(QObject):
             return
         if kind == "conflict" or (kind == "skipped" and value == "conflict"):
             newest = self._settled(w.image_id, w.seq)
-            if w.refused is not None:
-                try:
-                    w.refused()
-                except RuntimeError as exc:   # its undo step is gone: the conflict is still said below
-                    log.warning("could not drop the refused undo step of image %d: %s", w.image_id, exc)
+            self._drop_undo_step(w)
             if kind == "conflict":
                 self._conflict(value, w.changed, bring_back=w.follow)
             elif newest and self.image_id == w.image_id:
