@@ -1432,6 +1432,16 @@ class ReviewController(QObject):
             del self._pending[image_id]
             self._pending_seq.pop(image_id, None)
 
+    def _answered(self, image_id: int, seq: int, drop_replay: bool = True) -> bool:
+        """A retry round's label of the image (edit ``seq``) was answered without a save: it waits no more, its
+        replay (a recovery file's label) is forgotten unless ``drop_replay`` is false, and the image on screen is read
+        again if this was its newest edit (the stored label, as it is). True when a replay was forgotten."""
+        self._unpend(image_id, seq)
+        dropped = drop_replay and self._replays.pop(image_id, None) is not None
+        if self._settled(image_id, seq) and self.image_id == image_id:
+            self.reload(image_id)
+        return dropped
+
     def _flushed(self, outcomes: list[tuple[int, int, str, Any]]) -> None:
         for image_id, seq, kind, value in outcomes:
             self._off_queue(image_id, -1)
@@ -1450,15 +1460,11 @@ class ReviewController(QObject):
                 self._settled(image_id, seq)
                 self._drop_superseded([image_id])   # the edit is kept in a file of its own
                 self._conflict(exc, changed, kept_in=where)
-            elif kind in ("unchanged", "recovered", "gone"):   # nothing written: its edits were undone, or a recovery
-                # file's label was held already or set aside
-                self._unpend(image_id, seq)
-                if kind != "unchanged":
-                    self._replays.pop(image_id, None)
-                if self._settled(image_id, seq) and self.image_id == image_id:
-                    self.reload(image_id)  # the stored label, as it is
-                if kind == "unchanged":
-                    continue
+            elif kind == "unchanged":   # nothing written: its edits were undone
+                self._answered(image_id, seq, drop_replay=False)
+            elif kind in ("recovered", "gone"):   # nothing written: a recovery file's label was held already or set
+                # aside
+                self._answered(image_id, seq)
                 answer, replay = value
                 if kind == "gone":   # the image, or its model answer, is gone: said as of a label of this window's
                     # (it said "someone labelled the image since", untrue: a session-52 audit)
@@ -1472,10 +1478,7 @@ class ReviewController(QObject):
             elif kind == "unreadable":   # a waiting label whose file can no longer be read: retried for good, the
                 # reason only logged, before (the review of a session-52 fix); said once, nothing saved
                 name = self.named(image_id)
-                self._unpend(image_id, seq)
-                kept = self._replays.pop(image_id, None) is not None   # its recovery file stays for a later start
-                if self._settled(image_id, seq) and self.image_id == image_id:
-                    self.reload(image_id)
+                kept = self._answered(image_id, seq)   # its recovery file stays for a later start
                 self.save_failed.emit(f"The label of {name} that was waiting was not saved: {value}"
                                       + (f" Its recovery file stays in {recovery_dir()}." if kept else ""))
             elif kind == "busy":
