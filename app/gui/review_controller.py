@@ -829,15 +829,18 @@ class ReviewController(QObject):
         # the status bar's last word says them too: "Nothing to change: the selected images are accepted already"
         # followed the box when none could be read (a session-52 audit)
         done = f"labelled {value}" if value else f"{decision}ed"
+
+        def first_names(ids: list[int]) -> str:   # the first three, then "…": a long selection is not all named
+            return ", ".join(self.named(i) for i in ids[:3]) + (", …" if len(ids) > 3 else "")
+
         left_out = (f" Not {done}: {plural(len(unread), 'selected image')} could not be read "
-                    f"({', '.join(self.named(i) for i in unread[:3])}{', …' if len(unread) > 3 else ''}): select "
+                    f"({first_names(unread)}): select "
                     f"{agree(len(unread), 'it', 'them')} and press the key again once the database answers."
                     if unread else "")
         if unread:
             self._lost(f"{left_out.strip()} (The database said: {why.rstrip('.')}.)")
         if cannot_read:
-            left_out += (f" Not {done}: {', '.join(self.named(i) for i in cannot_read[:3])}"
-                         f"{', …' if len(cannot_read) > 3 else ''} cannot be read, so no export or retraining could "
+            left_out += (f" Not {done}: {first_names(cannot_read)} cannot be read, so no export or retraining could "
                          f"use a label on {agree(len(cannot_read), 'it', 'them')} (X rejects "
                          f"{agree(len(cannot_read), 'it', 'them')}).")
         if edits:
