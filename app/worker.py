@@ -555,10 +555,10 @@ class Worker:
                 done = sorted({p.image_id for p in preds if p.model_version_id in active})
             if done:  # the flags above read this job's families; the image's are all the answers that count
                 # the thresholds as stored when each folder's re-flag holds its lock (a job's own stay its own): a
-                # threshold change's re-flag that ran meanwhile is not undone with the ones this batch began with
+                # threshold change's re-flag that ran meanwhile is not undone with the ones this batch began with;
+                # ``settings`` is the job's own (``_flag_settings``) when it has them
                 own = batch.job.params.get("flags")
-                reflag_where(self.db, done, FlagSettings.from_dict(own) if own is not None
-                             else stored_thresholds(self.db, self._flags))
+                reflag_where(self.db, done, settings if own is not None else stored_thresholds(self.db, self._flags))
         self.stats.predicted += stored
         self.stats.count_finished(batch.job.id, stored)
         self.stats.failed += len(errors)
