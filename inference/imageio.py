@@ -105,9 +105,9 @@ def _checked_file_size(p: Path, path: str | os.PathLike) -> int:
 def _header_refusal(p: Path, head: bytes) -> str | None:
     """Why the file's header alone rules it out (over ``MAX_PIXELS``, or a PNG decoding past ``MAX_DECODED_BYTES``;
     ``head``: its first 26 bytes), or None."""
-    width, height = header_size(p, exif_rotation=False)
-    if width * height > MAX_PIXELS:
-        return too_large(width, height)
+    size = stored_size(p)   # None (no size in the header) still leaves the PNG check below to the bytes it holds
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        return too_large(*size)
     if head[:8] == PNG_SIGNATURE and len(head) >= 26:
         width, height = (int.from_bytes(head[o:o + 4], "big") for o in (16, 20))
         depth = 2 if head[24] == 16 else 1
