@@ -52,7 +52,7 @@ def is_image_file(path: str | os.PathLike) -> bool:
 def read_raw(path: str | os.PathLike) -> np.ndarray:
     """Decode a file as stored: (h, w) or (h, w, c) in BGR(A) order, uint8 or uint16 (or float)."""
     p = Path(path)
-    _checked_file_size(p, path)
+    _check_file_size(p, path)
     try:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
@@ -82,9 +82,9 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
-def _checked_file_size(p: Path, path: str | os.PathLike) -> int:
-    """The file's size, or ``ImageReadError`` for a file ``read_raw`` never opens (missing, empty, not a regular file,
-    over ``MAX_FILE_BYTES``)."""
+def _check_file_size(p: Path, path: str | os.PathLike) -> None:
+    """``ImageReadError`` for a file ``read_raw`` never opens (missing, empty, not a regular file, over
+    ``MAX_FILE_BYTES``); nothing for one it does."""
     try:
         size = regular_file_size(p)
     except ModelLimitError:  # a pipe read as "empty file (0 bytes)", and opening one waits for a writer for good
@@ -99,7 +99,6 @@ def _checked_file_size(p: Path, path: str | os.PathLike) -> int:
         raise ImageReadError(path, "empty file (0 bytes)")
     if size > MAX_FILE_BYTES:
         raise ImageReadError(path, f"file too large ({size / 2**20:.0f} MiB)")
-    return size
 
 
 def _header_refusal(p: Path, head: bytes) -> str | None:
@@ -129,7 +128,7 @@ def refusal_before_decoding(path: str | os.PathLike, chunks: bool = False) -> st
     PNG and a 12000 x 12000 16-bit RGBA one, refused by ``read_raw``, passed the export's header check)."""
     p = Path(path)
     try:
-        _checked_file_size(p, path)
+        _check_file_size(p, path)
         with open(p, "rb") as f:
             head = f.read(26)
             if (reason := _header_refusal(p, head)) is not None:
