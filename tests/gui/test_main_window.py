@@ -735,6 +735,23 @@ def test_an_edit_on_a_label_kept_from_before_closed_unsaved_leaves_the_edit_alon
     db.close()
 
 
+def _kept_label_waiting(db_url, folder, artifacts, qtbot):
+    """A window on a database another connection holds locked, with an earlier session's label ("scratches") of an
+    image not on screen (never read by this window) kept in a recovery file, left waiting at start and taken by the
+    window's retry. Returns the database, service, window, the lock's holder, the image's id and its path."""
+    from app.services.review_types import LabelState, QueueFilter
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = next(it.image_id for it in service.queue(QueueFilter(folder_id=service.folders()[0].id))
+                    if it.image_id != win.review.image_id)
+    path = db.images.path_of(image_id)
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")},
+                           bases={image_id: 0}, images={image_id: (path, None)})
+    out = service.recover(wait_s=0.05)
+    assert len(out.waiting) == 1
+    win.review.adopt_recovered(out.waiting)
+    return db, service, win, blocker, image_id, path
+
+
 def test_a_label_kept_from_before_whose_image_was_deleted_meanwhile_is_said_so_not_as_someone_elses(
         db_url, folder, artifacts, qtbot):
     """A session-52 audit: a label an earlier session kept in a recovery file, left waiting at start by a locked
@@ -742,16 +759,7 @@ def test_a_label_kept_from_before_whose_image_was_deleted_meanwhile_is_said_so_n
     since, and their label stands" (no one had), naming "image 2". Now the message says the image is no longer in the
     database, naming its file, and the recovery file is kept aside."""
     from app.services.review import recovery_dir
-    from app.services.review_types import LabelState, QueueFilter
-    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
-    image_id = next(it.image_id for it in service.queue(QueueFilter(folder_id=service.folders()[0].id))
-                    if it.image_id != win.review.image_id)   # not the one on screen
-    path = db.images.path_of(image_id)
-    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")},
-                           bases={image_id: 0}, images={image_id: (path, None)})
-    out = service.recover(wait_s=0.05)
-    assert len(out.waiting) == 1
-    win.review.adopt_recovered(out.waiting)
+    db, service, win, blocker, image_id, path = _kept_label_waiting(db_url, folder, artifacts, qtbot)
     said: list[str] = []
     win.review.save_failed.connect(said.append)
     blocker.execute("DELETE FROM images WHERE id = ?", (image_id,))   # deleted meanwhile, by whoever held the lock
@@ -770,16 +778,7 @@ def test_a_label_kept_from_before_saved_once_the_database_answers_is_named_by_it
     """A session-52 audit: a label an earlier session kept in a recovery file, left waiting at start by a locked
     database, of an image this window never opened, was said "Saved the label of image 2 that was waiting." once the
     retry saved it, a database id that no screen shows. Now it is named as its recovery file names it, by its file."""
-    from app.services.review_types import LabelState, QueueFilter
-    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
-    image_id = next(it.image_id for it in service.queue(QueueFilter(folder_id=service.folders()[0].id))
-                    if it.image_id != win.review.image_id)   # not the one on screen: never read by this window
-    path = db.images.path_of(image_id)
-    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")},
-                           bases={image_id: 0}, images={image_id: (path, None)})
-    out = service.recover(wait_s=0.05)
-    assert len(out.waiting) == 1
-    win.review.adopt_recovered(out.waiting)
+    db, service, win, blocker, image_id, path = _kept_label_waiting(db_url, folder, artifacts, qtbot)
     messages: list[str] = []
     win.review.message.connect(messages.append)
     blocker.rollback()

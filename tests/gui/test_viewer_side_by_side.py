@@ -109,12 +109,7 @@ def test_the_first_zoom_from_a_fitted_side_by_side_view_leaves_both_panes_on_the
     (x4 on a 329 x 202 image: the viewer at (671, 252), the original at (678, 259)). The original copied the viewer
     before its own scroll bars came; its viewport then shrank by 14 px, its values moved by 7, and nothing copied
     the viewer again. The original now copies it again when its scroll bars' ranges change."""
-    pane = _pane(qtbot)
-    pane.set_side_by_side(True)
-    qtbot.wait(100)
-    pane.viewer.zoom_by(4.0, anchor_under_mouse=False)
-    qtbot.wait(50)
-    assert _view(pane.original) == _view(pane.viewer)
+    pane = _zoomed_side_by_side(qtbot)
     v, o = pane.viewer, pane.original
     assert o.mapToScene(o.viewport().rect().center()) == v.mapToScene(v.viewport().rect().center())
 
