@@ -461,8 +461,8 @@ class ReviewController(QObject):
     def _say_keys_wait(self) -> None:
         keys = _keys_among(self._deferred)
         if keys:
-            self.message.emit(f"{plural(keys, 'key')} {agree(keys, 'waits', 'wait')} for image "
-                              f"{self._deferred[0].target} to be read (the database is slow); "
+            self.message.emit(f"{plural(keys, 'key')} {agree(keys, 'waits', 'wait')} for "
+                              f"{self.named(self._deferred[0].target)} to be read (the database is slow); "
                               f"{agree(keys, 'it is', 'they are')} applied when it comes.")
 
     def undo(self) -> None:
@@ -890,8 +890,8 @@ class ReviewController(QObject):
         image B was being read restored B's revision of that number, one the inspector never saw: a session-49
         audit)."""
         if of_image is not None and of_image >= 0 and of_image != self._target:
-            self.message.emit(f"Revision {revision} not restored: the list showed image {of_image}'s history while "
-                              "another image was being opened. Double-click it again once its image is shown.")
+            self.message.emit(f"Revision {revision} not restored: the list showed {self.named(of_image)}'s history "
+                              "while another image was being opened. Double-click it again once its image is shown.")
             return
         if not self._ready(lambda: self.restore_revision(revision, self._target if of_image is None else of_image)):
             return
@@ -1232,7 +1232,7 @@ class ReviewController(QObject):
         elif bring_back:
             self.bring_back.emit(exc.image_id)
         what = f" ({changed})" if changed else ""
-        kept = f" Your label of image {exc.image_id} is kept in {kept_in}." if kept_in else ""
+        kept = f" Your label of {self.named(exc.image_id)} is kept in {kept_in}." if kept_in else ""
         self.save_failed.emit(f"Not saved{what}: {exc}. {exc.next_step}{kept}")
 
     def unsaved(self, image_id: int) -> LabelState | None:

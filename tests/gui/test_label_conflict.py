@@ -85,7 +85,8 @@ def test_labels_saved_at_another_station_reach_an_idle_window(service, folder, d
 def test_a_waiting_save_that_meets_a_newer_label_is_kept_in_a_file_not_replayed(window, service, db, qtbot,
                                                                                   monkeypatch):
     """The database refused a save (locked); meanwhile another station saved the image: the retry
-    leaves their label, says so once, and writes this inspector's label to recovery/conflicts."""
+    leaves their label, says so once, and writes this inspector's label to recovery/conflicts. The line names the
+    image by its file (a session-52 audit: "Your label of image 1 is kept in …", a database id no screen shows)."""
     from app.services.review import CONFLICTS, recovery_dir
 
     win = window
@@ -108,7 +109,8 @@ def test_a_waiting_save_that_meets_a_newer_label_is_kept_in_a_file_not_replayed(
     assert win.review.flush_pending()
     wait_saved(win, qtbot)
     assert service.detail(image_id).label.review_state == "accepted"  # theirs stands
-    assert len(errors) == 1 and "inspector2" in errors[0] and "kept in" in errors[0]
+    assert len(errors) == 1 and "inspector2" in errors[0]
+    assert f" Your label of {service.detail(image_id).item.rel_path} is kept in " in errors[0], errors
     [kept] = (recovery_dir() / CONFLICTS).glob(f"*-image{image_id}-*.json")
     assert not list(recovery_dir().glob("*.json"))  # nothing `recover` would replay over theirs
     import json

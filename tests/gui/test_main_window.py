@@ -1758,7 +1758,8 @@ def test_a_history_row_double_clicked_while_the_next_image_is_read_restores_noth
                                                                                             artifacts, qtbot,
                                                                                             monkeypatch):
     """A session-49 audit (a random-key run): J, then a double-click on image A's "#2" row while B's detail was still
-    being read, restored B's revision 2 (a class the inspector never saw) as a new revision of B. Now refused, said."""
+    being read, restored B's revision 2 (a class the inspector never saw) as a new revision of B. Now refused, said,
+    naming A by its file (a session-52 audit: "the list showed image 1's history", a database id no screen shows)."""
     from tests.gui.conftest import HeldDetails, open_window, wait_saved, wait_shown
     from tests.gui.fixtures import CLASSES, seed_predictions
     info = service.open_folder(folder)
@@ -1791,5 +1792,6 @@ def test_a_history_row_double_clicked_while_the_next_image_is_read_restores_noth
     qtbot.wait(300)
     wait_saved(win, qtbot)
     assert service.detail(b).label.revision == 3 and service.detail(a).label.revision == 3
-    assert any(m.startswith("Revision 2 not restored: the list showed image") for m in said)
+    name = service.detail(a).item.rel_path
+    assert any(m.startswith(f"Revision 2 not restored: the list showed {name}'s history") for m in said), said
     win.close()

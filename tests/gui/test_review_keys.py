@@ -256,7 +256,9 @@ def test_opening_an_image_reads_its_detail_off_the_gui_thread_and_drops_stale_an
 
 def test_an_edit_while_the_next_image_loads_goes_to_that_image(window, service, qtbot, monkeypatch):
     """A key pressed while the next image's detail is on its way waits for it and is applied to that image
-    (it used to read the detail on the GUI thread); the previous image is never edited."""
+    (it used to read the detail on the GUI thread); the previous image is never edited. The status bar names the image
+    the keys wait for by its file (a session-52 audit: "2 keys wait for image 2 to be read", a database id no screen
+    shows)."""
     win = window
     first = win.review.image_id
     second = win.gallery_model.item_at(1).image_id
@@ -271,7 +273,8 @@ def test_an_edit_while_the_next_image_loads_goes_to_that_image(window, service, 
     assert service.detail(second).label.anomaly_verdict is None   # not yet: it waits for the detail
     said: list[str] = []
     win.review.message.connect(said.append)
-    qtbot.waitUntil(lambda: any("wait for image" in m for m in said), timeout=3000)  # and the window says so
+    name = win.gallery_model.item_at(1).rel_path
+    qtbot.waitUntil(lambda: any(f"wait for {name} to be read" in m for m in said), timeout=3000)  # and says so
     held.gate.set()
     qtbot.waitUntil(lambda: service.detail(second).label.review_state == "rejected")
     wait_saved(win, qtbot)
