@@ -35,6 +35,7 @@ from app.services.model_files import local_model_dir
 from app.services.prelabel import PRELABEL, UNLOADABLE, refresh_bundled
 from app.services.project_settings import load_project_settings
 from app.services.reflag import reflag_where, stored_thresholds
+from app.services.review_types import PREDICTION_FAILED, WORKER_STOPPED
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
 from database.errors import ConflictError, DatabaseError
 from database.jobs import STALE_AFTER_S, new_worker_id
@@ -250,8 +251,7 @@ class Worker:
                         if isinstance(exc, MapsUnwritable):  # the Jobs dock says why the job waits
                             self.db.jobs.note(in_hand.job.id, f"{exc}; its images wait, none was failed for it")
                     else:
-                        self._retry(in_hand.items,
-                                    f"the worker stopped on an error while processing it: {describe(exc)}")
+                        self._retry(in_hand.items, f"{WORKER_STOPPED}{describe(exc)}")
                 except DatabaseError as db_exc:
                     log.warning("could not give back or count the attempt (%s)", db_exc)
             raise
@@ -441,7 +441,7 @@ class Worker:
             raise
         except Exception as exc:  # noqa: BLE001 - any error of a model: see the loop below
             if len(decoded) == 1:
-                self._retry(batch.items, f"prediction failed: {describe(exc)}")
+                self._retry(batch.items, f"{PREDICTION_FAILED}{describe(exc)}")
                 return None
             log.warning("batch of %d raised %s; running its images one by one", len(decoded), describe(exc))
             # One image alone at a time, so a poison image costs an attempt of that image only.
@@ -453,7 +453,7 @@ class Worker:
                 except (DatabaseError, MapsUnwritable):
                     raise
                 except Exception as item_exc:  # noqa: BLE001
-                    self._retry((item,), f"prediction failed: {describe(item_exc)}")
+                    self._retry((item,), f"{PREDICTION_FAILED}{describe(item_exc)}")
         self.stats.batches += 1
         return results
 

@@ -37,7 +37,7 @@ from .engine_families import FamilyModel, family_model
 from .families import NAMES as FAMILIES
 from .imageio import DecodedImage, ImageReadError, decode
 from .profiles import ProfileError, apply_profile, resolve_profile
-from .results import ImageResult
+from .results import MODEL_FAILED, ImageResult
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class InspectionEngine:
                 out.append(ImageResult(key=key, path=path, error=d))
                 continue
             j = index[i]
-            broken = [f"{f} model failed: {r[j]}" for f, r in per_family.items() if isinstance(r[j], Exception)]
+            broken = [f"{f}{MODEL_FAILED}{r[j]}" for f, r in per_family.items() if isinstance(r[j], Exception)]
             if broken:
                 out.append(ImageResult(key=key, path=path, height=d.height, width=d.width, error="; ".join(broken)))
                 continue

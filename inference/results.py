@@ -10,6 +10,10 @@ from typing import Mapping
 
 import numpy as np
 
+# What follows a family's name where ``InspectionEngine.predict_decoded`` says that family's model failed on an image it
+# read ("anomaly model failed: …"): the file is fine (``app.services.review_types.prelabel_failure`` reads it so).
+MODEL_FAILED = " model failed: "
+
 
 @dataclass(frozen=True)
 class ClassResult:

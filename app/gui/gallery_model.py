@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
-from app.services.review_types import QueueItem
+from app.services.review_types import QueueItem, prelabel_failure
 
 ITEM_ROLE = Qt.ItemDataRole.UserRole + 1
 ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -250,5 +250,5 @@ def _tooltip(item: QueueItem) -> str:
     if item.target_count is not None and "segmenter" not in outside:
         lines.append(f"targets: {item.target_count}")
     if item.error:
-        lines.append(f"cannot load: {item.error}")
+        lines.append(f"{'pre-labelling failed' if prelabel_failure(item.error) else 'cannot load'}: {item.error}")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from app.gui.style import OUT_OF_DOMAIN_COLOR, OUT_OF_DOMAIN_TEXT, STATE_COLORS,
 from app.gui.text_fit import ElidedButton, ElidedGroupBox
 from app.services.label_next_folder import LABEL_NEXT_SOURCE
 from app.services.object_classes import LabelObject
-from app.services.review_types import ImageDetail, LabelState, QueueItem, RevisionInfo
+from app.services.review_types import ImageDetail, LabelState, QueueItem, RevisionInfo, prelabel_failure
 
 
 def _action_button(action: QAction) -> QToolButton:
@@ -306,7 +306,11 @@ class LabelPanel(QWidget):
         self.trace.setVisible(bool(detail.trace))
         it = detail.item
         size = f" · {detail.width}×{detail.height}" if detail.width else ""
-        err = f"<br><span style='color:#d14343'>Cannot load: {it.error}</span>" if it.error else ""
+        err = ""
+        if it.error and not prelabel_failure(it.error):
+            err = f"<br><span style='color:#d14343'>Cannot load: {escape(it.error)}</span>"
+        elif it.error and (detail.prediction is not None or not detail.prelabel_error):  # else the line below says it
+            err = f"<br><span style='color:#d14343'>Pre-labelling failed: {escape(it.error)}</span>"
         if detail.pages > 1:
             err += (f"<br><span style='color:#b26b00'>Page 1 of {detail.pages} shown: the station and its models read "
                     "the first page only</span>")

@@ -15,6 +15,8 @@ import numpy as np
 
 from app.services.object_classes import ObjectClass
 from app.services.wording import agree, plural
+from inference import families
+from inference.results import MODEL_FAILED
 
 REVIEW_STATES = ("unreviewed", "accepted", "corrected", "rejected")
 VERDICTS = ("normal", "anomalous")
@@ -77,6 +79,22 @@ class FolderChange:
 
 
 MISSING = "file is missing"  # a QueueItem's error when its file is gone (its row and labels are kept)
+# How the worker begins the reason it stores on an image it read but could not pre-label (``Worker._retry``): a model
+# that raised on it alone, or the worker stopping on an error with it in hand. The file is fine.
+PREDICTION_FAILED = "prediction failed: "
+WORKER_STOPPED = "the worker stopped on an error while processing it: "
+
+
+def prelabel_failure(error: str | None) -> bool:
+    """Whether an image's stored error (``QueueItem.error``) is its pre-labelling's, the file being read fine, rather
+    than its file's own (one the reader refused, or the indexer could not read). The image row keeps one text for both
+    (so automatic pre-labelling leaves either alone, and the export decodes either before trusting the file); only the
+    worker's own wordings tell them apart. A session-52 audit: the label panel said "Cannot load: anomaly model failed:
+    …" for a file that reads fine, and the inspector took the image for broken."""
+    if not error:
+        return False
+    family, model_failed, _ = error.partition(MODEL_FAILED)
+    return (bool(model_failed) and family in families.NAMES) or error.startswith((PREDICTION_FAILED, WORKER_STOPPED))
 
 
 @dataclass(frozen=True)
