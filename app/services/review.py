@@ -128,15 +128,21 @@ class UnreadableImage(ReviewError):
         self.reason = reason
 
 
-def unreadable_file(path: str | None) -> str | None:
+def unreadable_file(path: str | None, chunks: bool = False) -> str | None:
     """Why the station cannot read the image's file, from what ``read_raw`` checks before decoding (cheap: the file's
     size and header, no pixel decoded), or None; a missing file is not said here (its row says "file is missing", and
-    its label is kept for when it is back). One home for the window's key refusal and ``ReviewService.save``'s."""
+    its label is kept for when it is back). One home for the window's key refusal and ``ReviewService.save``'s.
+
+    ``chunks``: a PNG's chunks are checked too, the whole file read (``refusal_before_decoding``; no larger than the
+    reader's file bound). ``ReviewService.save`` asks for it, off the GUI thread: a truncated PNG whose header was
+    sound passed the header check, and a key pressed before the viewer's read failed saved "accepted" on it (a
+    session-52 audit). The detail's check (the window's key refusal) stays on the header: the viewer reads the file
+    anyway and says a broken one."""
     from inference.imageio import refusal_before_decoding
 
     if path is None:
         return None
-    reason = refusal_before_decoding(path)
+    reason = refusal_before_decoding(path, chunks=chunks)
     return None if reason == "file not found" else reason
 
 
@@ -596,7 +602,7 @@ class ReviewService:
             # holding it, saved "accepted" (the window's refusal waited for its viewer's decode); the export then
             # had a label it could not use. Refused here whatever asked for it; a reject or a cleared label is saved.
             path = self.db.images.path_of(image_id)
-            if (reason := unreadable_file(path)) is not None:
+            if (reason := unreadable_file(path, chunks=True)) is not None:
                 assert path is not None
                 raise UnreadableImage(image_id, Path(path).name, reason)
         self._subfolder_classes.clear()   # a new class on this subfolder's labels is offered on its next image

@@ -100,6 +100,30 @@ def test_without_prediction_accept_confirms_the_label(service, folder):
     assert service.accepted_label(d, d.label.with_(class_name="x")).class_name == "x"
 
 
+@pytest.mark.parametrize("damage", ["truncated", "crc"])
+def test_a_label_that_keeps_a_png_whose_chunks_are_broken_is_refused(service, db, folder, damage):
+    """A session-52 audit: a truncated PNG whose header was sound passed the save's check (size and header only), so
+    an A or a class key pressed before the viewer's read failed saved "accepted" or "corrected" on a file no export or
+    retraining can read. The save now reads the chunks too: refused with ``UnreadableImage`` as an empty file is, and
+    nothing stored; X still rejects it, and an undamaged file saves as before."""
+    from app.services.review import UnreadableImage
+
+    info = service.open_folder(folder)
+    ids = {it.rel_path: it.image_id for it in service.queue(QueueFilter(folder_id=info.id))}
+    broken, good = ids["part_00.png"], ids["part_01.png"]
+    path = folder / "part_00.png"
+    data = path.read_bytes()   # written by cv2 (tests.gui.fixtures.make_folder)
+    idat = data.index(b"IDAT")
+    path.write_bytes(data[:idat + 12] if damage == "truncated"
+                     else data[:idat + 6] + bytes([data[idat + 6] ^ 0xFF]) + data[idat + 7:])   # a byte of its IDAT
+    for state in (LabelState(review_state="accepted"), LabelState(class_name=CLASSES[0], review_state="corrected")):
+        with pytest.raises(UnreadableImage, match="part_00.png cannot be read .not a decodable image .damaged PNG"):
+            service.save(broken, state)
+    assert db.labels.current(broken) is None
+    assert service.save(broken, LabelState(review_state="rejected")).label.review_state == "rejected"
+    assert service.save(good, LabelState(review_state="accepted")).label.review_state == "accepted"
+
+
 def test_recovery_round_trip(service, seeded, tmp_path):
     image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
     mask = np.eye(64, dtype=bool)
