@@ -43,10 +43,13 @@ from database.errors import (
     where,
 )
 
-# What a label's save needs of a PostgreSQL role (``database.labels``: the revision's row and its id from a serial
-# column's sequence, the image's label keys, the watermark's raise), asked by ``Database.check_writable``.
+# What a label's save needs of a PostgreSQL server and role, asked by ``Database.check_writable`` in one read: a
+# server that takes writes (not a standby in recovery, transactions not read-only by default: the database's, the
+# role's or the server's ``default_transaction_read_only``), and the role's privileges (``database.labels``: the
+# revision's row and its id from a serial column's sequence, the image's label keys, the watermark's raise).
 _PG_LABEL_WRITES = text(
-    "SELECT current_user, has_table_privilege('label_revisions', 'INSERT'), "
+    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', "
+    "current_user, has_table_privilege('label_revisions', 'INSERT'), "
     "has_sequence_privilege(pg_get_serial_sequence('label_revisions', 'id'), 'USAGE'), "
     "has_table_privilege('images', 'UPDATE'), has_table_privilege('label_watermark', 'UPDATE')")
 _PG_LABEL_NEEDS = ("INSERT on label_revisions", "USAGE on the sequence of label_revisions.id", "UPDATE on images",
@@ -440,10 +443,18 @@ class Database:
         On PostgreSQL the role's privileges on what a label's save writes are asked instead, nothing written: a role
         granted only SELECT had the probe's write refused ("permission denied for table alembic_version"), a plain
         ``DatabaseError``, and its window said nothing until the first label (a session-52 audit); and a role that may
-        write labels but not ``alembic_version``, which only an upgrade writes, is not read-only."""
+        write labels but not ``alembic_version``, which only an upgrade writes, is not read-only. A server that takes
+        no writes at all, a hot standby or one whose transactions are read-only by default (``default_transaction_read_
+        only = on`` for the database, the role or the server), is said in the same read: it opened without a word and
+        refused the first label (a session-52 audit)."""
         if self.dialect == "postgresql":
             with self.session() as s:
-                role, *granted = s.execute(_PG_LABEL_WRITES).one()
+                standby, read_only, role, *granted = s.execute(_PG_LABEL_WRITES).one()
+            if standby or read_only:
+                why = ("is a standby, in recovery" if standby else
+                       "starts every transaction read-only (default_transaction_read_only is on)")
+                raise ReadOnlyError(f"{where(self.sa_url)} is read-only: the PostgreSQL server {why}; labels cannot "
+                                    "be saved here.")
             missing = [need for need, ok in zip(_PG_LABEL_NEEDS, granted) if ok is False]
             if missing:
                 raise ReadOnlyError(f"the database user '{role}' may not write labels on {where(self.sa_url)} (not "

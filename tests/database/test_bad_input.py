@@ -282,6 +282,35 @@ def test_check_writable_finds_a_server_role_that_may_only_read(pg_url: str, pg_r
         rw.close()
 
 
+@pytest.mark.postgres
+def test_check_writable_finds_a_server_whose_transactions_are_read_only(pg_url: str) -> None:
+    """A session-52 audit: a PostgreSQL server that takes no writes at the transaction level (a hot standby, or
+    ``default_transaction_read_only = on`` for the database or role) started the window without a word, the role's
+    privileges being all there, and the inspector learnt it at the first label, refused. ``check_writable`` asks the
+    server in the same read and says it read-only; nothing is written."""
+    from sqlalchemy.engine import make_url
+
+    from database import ReadOnlyError
+    open_database(pg_url).close()   # the schema, made while the database takes writes
+    name = make_url(pg_url).database
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+    finally:
+        admin.dispose()
+    ro = open_database(pg_url)   # sessions opened from now on start read-only
+    try:
+        with pytest.raises(ReadOnlyError) as exc:
+            ro.check_writable()
+        assert _one_sentence(exc) == (
+            f"the database '{name}' on {make_url(pg_url).host}:{make_url(pg_url).port} is read-only: the PostgreSQL "
+            "server starts every transaction read-only (default_transaction_read_only is on); labels cannot be saved "
+            "here.")
+    finally:
+        ro.close()
+
+
 def test_a_writable_file_in_a_read_only_folder_names_the_folder(tmp_path: Path) -> None:
     """A session-52 audit: an older database file the user may write, in a folder the user may not, was reported as
     "the database file …/station.sqlite is read-only" (SQLite cannot create its journal files beside it and says the
