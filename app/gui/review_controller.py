@@ -1225,6 +1225,8 @@ class ReviewController(QObject):
             self._foreign[exc.image_id] = (self._marks, exc.author or "someone", exc.file_changed)
         else:  # the image or its answer is gone (LabelGone): nothing of it to base an edit on
             self._seen.pop(exc.image_id, None)
+            if isinstance(exc, LabelGone):   # its row gone, the service could not name its file: this window can
+                exc = exc.naming(self._file_of(exc.image_id))
         self._stored_under.pop(exc.image_id, None)  # theirs, not known here: a later waiting edit is written
         self.conflicts += 1
         if self.image_id == exc.image_id:
@@ -1273,14 +1275,18 @@ class ReviewController(QObject):
         label left by an earlier session) as its recovery file names it ("image 3" where that file is older than the
         path it keeps), else as the gallery lists it (an image whose read failed). A session-52 audit: "Could not save the label of
         image 3 yet", "Could not flag image 3 yet", "Cannot load image 6" named a database id that no screen shows."""
+        return self._file_of(image_id) or f"image {image_id}"
+
+    def _file_of(self, image_id: int) -> str | None:
+        """The image's file as ``named`` names it, or None where this window knows none (GUI thread)."""
         row = self._rows.get(image_id)
         if row is not None:
             return row.rel_path
         kept = self._replays.get(image_id)
         if kept is not None:
-            return kept[1].image()
+            return kept[1].image_path
         listed = self.listed(image_id)
-        return listed.rel_path if listed is not None else f"image {image_id}"
+        return listed.rel_path if listed is not None else None
 
     def _lost(self, text: str) -> None:
         """A key, decision or flag the database did not take (no label holds it, nothing retries it): said now,

@@ -103,12 +103,19 @@ class LabelGone(LabelConflict):
 
     next_step = "The image is read again as it is stored now: look at it anew and make your change again if it holds."
 
-    def __init__(self, image_id: int, image_gone: bool) -> None:
+    def __init__(self, image_id: int, image_gone: bool, name: str | None = None) -> None:
         self.image_id, self.revision, self.author = image_id, 0, None
         self.image_gone = image_gone   # (else the model answer it took from is gone)
-        ReviewError.__init__(self, f"image {image_id} is no longer in the database" if image_gone else
+        self.name = name
+        ReviewError.__init__(self, f"{name or 'this image'} is no longer in the database" if image_gone else
                              "the image's file changed and was indexed again meanwhile, at another station or window, "
                              "so the model answer this label took from (the old picture's) is gone")
+
+    def naming(self, name: str | None) -> LabelGone:
+        """The same refusal, the image named ``name`` (its file as the window lists it; None: "this image"). Why: its
+        row deleted, the service can no longer read the image's path, and "image 7 is no longer in the database"
+        named a database id no screen shows (a session-52 audit); the window still knows the file it listed."""
+        return LabelGone(self.image_id, self.image_gone, name)
 
 
 class StorageBusy(ReviewError):
@@ -442,7 +449,8 @@ class ReviewService:
         from database.review_queue import queue_row
         row = queue_row(self.db, image_id)  # with the predictions that count for it
         if row is None:
-            raise ReviewError(f"image {image_id} is no longer in the database")
+            raise ReviewError("this image is no longer in the database")   # (no id: no screen shows it; the caller
+            # names the image it asked for)
         return _queue_item(row)
 
     def counts(self, folder_id: int | None = None) -> dict[str, int]:

@@ -274,6 +274,25 @@ def test_accept_whose_answer_was_dropped_by_a_reindex_elsewhere_is_refused_not_r
     win.close()
 
 
+def test_a_save_of_an_image_deleted_meanwhile_names_its_file(window, db, qtbot):
+    """A session-52 audit: a label saved for an image whose row was deleted meanwhile (another station's clean-up)
+    said "Not saved (reject): image 1 is no longer in the database", a database id no screen shows. The refusal now
+    names the image's file, as the window listed it."""
+    from sqlalchemy import text
+    win = window
+    image_id, rel_path = win.review.image_id, win.review.detail.item.rel_path
+    with db.session(write=True) as s:
+        s.execute(text("DELETE FROM images WHERE id = :id"), {"id": image_id})
+    failed: list[str] = []
+    win.review.save_failed.connect(failed.append)
+    press(qtbot, win, Qt.Key.Key_X)
+    qtbot.waitUntil(lambda: bool(failed), timeout=5000)
+    wait_saved(win, qtbot)
+    assert failed[0].startswith(f"Not saved (reject): {rel_path} is no longer in the database. "), failed
+    assert f"image {image_id}" not in failed[0]
+    win.close()
+
+
 def test_a_save_whose_answer_was_lost_after_it_landed_is_not_called_a_conflict(window, service, db, qtbot,
                                                                                monkeypatch):
     """Found by a session-44 probe (a connection dropped between the server's commit and its reply): the label was

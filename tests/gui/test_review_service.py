@@ -124,6 +124,26 @@ def test_a_label_that_keeps_a_png_whose_chunks_are_broken_is_refused(service, db
     assert service.save(good, LabelState(review_state="accepted")).label.review_state == "accepted"
 
 
+def test_a_save_of_an_image_deleted_meanwhile_never_names_its_database_id(service, db, folder):
+    """A session-52 audit: the refusal said "image 1 is no longer in the database", a database id no screen shows.
+    The service, the row gone, cannot read the file: "this image" unless the caller names it (``LabelGone.naming``),
+    the attributes callers read kept."""
+    from sqlalchemy import text
+
+    from app.services.review import LabelGone
+    info = service.open_folder(folder)
+    image_id = service.queue(QueueFilter(folder_id=info.id))[0].image_id
+    with db.session(write=True) as s:
+        s.execute(text("DELETE FROM images WHERE id = :id"), {"id": image_id})
+    with pytest.raises(LabelGone) as exc:
+        service.save(image_id, LabelState(review_state="rejected"))
+    assert str(exc.value) == "this image is no longer in the database"
+    assert (exc.value.image_id, exc.value.image_gone, exc.value.revision) == (image_id, True, 0)
+    assert str(exc.value.naming("line1/part_00.png")) == "line1/part_00.png is no longer in the database"
+    with pytest.raises(ReviewError, match="^this image is no longer in the database$"):
+        service.item(image_id)
+
+
 def test_recovery_round_trip(service, seeded, tmp_path):
     image_id = service.queue(QueueFilter(folder_id=seeded.id))[1].image_id
     mask = np.eye(64, dtype=bool)
