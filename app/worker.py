@@ -8,7 +8,9 @@ Never losing work:
   whose heartbeat went stale (or, on this host, whose process is gone) are requeued;
 - an image already predicted by a version is never predicted again by it (checked at claim
   time, and the database's unique (image, model version) constraint backs this up);
-- cancel: the heartbeat reports cancelled jobs; their items not yet run are given back.
+- cancel: the heartbeat reports cancelled jobs; their items not yet run are given back;
+- a newer version of the station upgraded the database since the worker opened it (``Worker._check_schema``, before
+  each claim and each batch's store): it stops, writing nothing more (``SchemaChangedError``).
 
 Several workers may share one database: claiming is atomic (SKIP LOCKED on PostgreSQL).
 """
@@ -32,12 +34,12 @@ from app.services.champion import COMPARE
 from app.services.display import encode_mask_png
 from app.services.flags import FlagSettings, flag_result
 from app.services.model_files import local_model_dir
-from app.services.prelabel import PRELABEL, UNLOADABLE, refresh_bundled
+from app.services.prelabel import PRELABEL, UNLOADABLE, newer_schema_stop, refresh_bundled
 from app.services.project_settings import load_project_settings
 from app.services.reflag import reflag_where, stored_thresholds
 from app.services.review_types import PREDICTION_FAILED, WORKER_STOPPED
 from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
-from database.errors import ConflictError, DatabaseError
+from database.errors import ConflictError, DatabaseError, SchemaChangedError
 from database.jobs import STALE_AFTER_S, new_worker_id
 from database.processes import ended_here
 from inference.checkpoints import CheckpointError
@@ -213,7 +215,9 @@ class Worker:
         self.db.jobs.register_worker(self.id)
         self._heartbeat.start()
         pending: tuple[ClaimedBatch, list] | None = None
+        current: tuple[ClaimedBatch, list] | None = None  # claimed, not yet stored or given back
         in_hand: ClaimedBatch | None = None  # the batch on the models: tried, should the worker die now
+        outdated: SchemaChangedError | None = None  # a newer version upgraded the database: nothing more is written
         try:
             while not self._stop.is_set():
                 self._recover()
@@ -234,12 +238,15 @@ class Worker:
                     self._govern_threads(self._governor)
                 results = self._process(*current)
                 in_hand = None
+                done, current = current[0], None
                 if on_batch is not None and results is not None:
-                    on_batch(current[0], results)
+                    on_batch(done, results)
         except Exception as exc:  # not BaseException: Ctrl-C and SystemExit are stops, not failed attempts
+            if isinstance(exc, SchemaChangedError):   # the database refuses this process's writes now: none is tried
+                outdated = exc
             # Leaving on an error with a batch on the models: its items were tried, so the give-back
             # counts (unregister's would not), and a batch that kills every restart fails for good.
-            if in_hand is not None and in_hand.items:
+            elif in_hand is not None and in_hand.items:
                 try:
                     if isinstance(exc, MapsUnwritable) or (isinstance(exc, DatabaseError)
                                                            and not isinstance(exc, ConflictError)):
@@ -258,13 +265,21 @@ class Worker:
         finally:
             self._heartbeat.stop()
             self._heartbeat.join(timeout=30)  # no beat in flight once the worker signs off
-            try:
-                if pending is not None:
-                    self.db.jobs.release_items(self.id, [it.id for it in pending[0].items])
-                self.db.jobs.unregister_worker(self.id)
-            except DatabaseError as exc:  # unreachable now: our claims go stale and are requeued
-                log.warning("could not give back claimed images (%s); they are requeued once "
-                            "this worker's heartbeat is stale", exc)
+            if outdated is not None:
+                log.error(newer_schema_stop(outdated.revision))
+                held = sum(len(b[0].items) for b in (current, pending) if b is not None)
+                if held:
+                    log.warning("the %d image(s) this worker claimed are not given back from here (nothing more is "
+                                "written to the upgraded database): they go back to the queue when a worker of the "
+                                "newer version finds this one gone (its process ended, or its heartbeat stale)", held)
+            else:
+                try:
+                    if pending is not None:
+                        self.db.jobs.release_items(self.id, [it.id for it in pending[0].items])
+                    self.db.jobs.unregister_worker(self.id)
+                except DatabaseError as exc:  # unreachable now: our claims go stale and are requeued
+                    log.warning("could not give back claimed images (%s); they are requeued once "
+                                "this worker's heartbeat is stale", exc)
             for engine in self._engines.values():
                 engine.close()
             self._engines.clear()
@@ -282,11 +297,23 @@ class Worker:
         self.stats.batches_by_threads[lanes] = self.stats.batches_by_threads.get(lanes, 0) + 1
 
     # -- recovery ------------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        """Raise ``SchemaChangedError`` when a newer version of the station upgraded the database since this worker
+        opened it (``Database.schema_changed``: one small read; the database refuses this process's writes from then
+        on). Asked before each claim, recovery and store, so that an older worker stops rather than go on claiming jobs
+        and storing answers into a schema it does not know while its window has stopped saving (a session-52 audit).
+        Its claims are not given back (a write): a worker of the newer version takes them back once this one is
+        gone."""
+        changed = self.db.schema_changed()
+        if changed is not None:
+            raise changed
+
     def _recover(self) -> None:
         """Requeue work of dead workers: stale heartbeats anywhere, vanished processes on this host."""
         now = time.monotonic()
         if now - self._last_recovery < min(self.options.stale_after_s / 2, 10.0):
             return
+        self._check_schema()   # requeueing writes
         self._last_recovery = now
         # A vanished process crashed: its claims count as attempts, so an image that kills
         # every worker fails after a few tries instead of looping (unregister would not count).
@@ -331,6 +358,7 @@ class Worker:
         """The next batch, its files decoding; ``ahead``: claimed while another batch is held (on the models next)."""
         started, loading = time.perf_counter(), self.stats.seconds.get("load", 0.0)
         try:
+            self._check_schema()
             return self._claim_and_submit(ahead)
         finally:  # models loaded on the way are "load", not "claim"
             self.stats.add_time("claim", started + self.stats.seconds.get("load", 0.0) - loading)
@@ -462,6 +490,7 @@ class Worker:
         started = time.perf_counter()
         results = engine.predict_decoded(decoded, list(versions), lanes=self._cores)
         started = self.stats.add_time("models", started)
+        self._check_schema()   # the answers of a schema this worker knows, or none
         self._store(batch, results, versions, settings)
         self.stats.add_time("store", started)
         return results

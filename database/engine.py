@@ -424,7 +424,7 @@ class Database:
                 self._newer = SchemaChangedError(
                     f"{where(self.sa_url)} was upgraded by a newer version of the station (schema revision {found}): "
                     "this station must be updated. Nothing more is saved from here (labels not saved yet wait, and "
-                    "are kept when the station closes).")
+                    "are kept when the station closes).", found)
         return self._newer
 
     def revision(self) -> str | None:

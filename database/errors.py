@@ -85,7 +85,12 @@ class UpgradeDeclinedError(DatabaseError):
 
 class SchemaChangedError(DatabaseError):
     """A newer version of the station upgraded the schema under this running one: nothing more is written from here
-    (its writes would lack the newer version's bookkeeping, a session-52 audit), until it is updated."""
+    (its writes would lack the newer version's bookkeeping, a session-52 audit), until it is updated. ``revision``: the
+    schema's revision found, for a worker's own line (``app.services.prelabel.newer_schema_stop``)."""
+
+    def __init__(self, message: str, revision: str) -> None:
+        super().__init__(message)
+        self.revision = revision
 
 
 _LOCKED = " is locked by another program; close it there or try again."

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from app.services.flags import OUT_OF_DOMAIN_BELOW
     from app.services.indexing import FolderIndexError, index_folder, renamed_away_note, renamed_note
     from app.services.prelabel import (
+        NEWER_SCHEMA_EXIT,
         PRELABEL,
         PrelabelError,
         failed_images,
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from app.worker import Worker, WorkerOptions
     from database.dto import ImageQuery
-    from database.errors import DatabaseError
+    from database.errors import DatabaseError, SchemaChangedError
     from inference.device import prepare_inference_process
     from inference.training.common import Progress
 
@@ -260,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
         if summary["images_per_second"] is not None:
             print(f"{summary['images_per_second']} images/s", file=sys.stderr)
         return 2 if report_lost and code == 0 else code  # a script asked for the report: its absence is a failure
+    except SchemaChangedError:   # a newer version upgraded the database meanwhile: the worker said so and stopped
+        return NEWER_SCHEMA_EXIT
     except (DatabaseError, PrelabelError) as exc:   # a refused request, or routing rules that cannot be read
         raise CommandError(str(exc)) from None
     except MapsUnwritable as exc:

@@ -51,8 +51,9 @@ def lower_priority(by: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from app.services.artifacts import MapsUnwritable
+    from app.services.prelabel import NEWER_SCHEMA_EXIT
     from app.worker import Worker, WorkerOptions
-    from database.errors import DatabaseError
+    from database.errors import DatabaseError, SchemaChangedError
     from inference.device import prepare_inference_process
 
     if getattr(args, "batch_size", 8) < 1:   # 0 claimed nothing for good, and exited 0 (a session-48 probe)
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
                 log.error("%s; retrying in %.0f s", exc, RETRY_S)
                 stopping.wait(RETRY_S)
                 continue
+            except SchemaChangedError:   # the worker said why; retrying cannot help (a worker of this version cannot
+                return NEWER_SCHEMA_EXIT  # even open the database now), and the station's Jobs dock reads this status
             except DatabaseError as exc:
                 if args.once:
                     raise CommandError(str(exc)) from None

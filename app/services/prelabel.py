@@ -554,6 +554,22 @@ def failed_images(db: "Database", job_id: int) -> list[tuple[str, str]]:
     return [(f.path, f.reason) for f in failed_image_list(db, job_id, limit=1_000_000)]
 
 
+# The exit status of ``python main.py worker`` that stopped because a newer version of the station upgraded the
+# database's schema under it (``newer_schema_stop``): the station's Jobs dock says why instead of an exit code, and
+# does not start it again (an older worker cannot open the upgraded database).
+NEWER_SCHEMA_EXIT = 3
+
+
+def newer_schema_stop(revision: str | None = None) -> str:
+    """Why a worker stopped on a database a newer version upgraded since it opened it (``revision``: the schema's now,
+    where known): the worker's own line and the station's Jobs dock say it. Why: the older version's worker went on
+    claiming jobs and storing answers into a schema it does not know, while its window had stopped saving (a session-52
+    audit)."""
+    said = f" (schema revision {revision})" if revision else ""
+    return (f"the database was upgraded by a newer version{said}; this worker stops: start the newer version's station "
+            "or worker")
+
+
 @dataclass
 class WorkerHandle:
     """A worker subprocess started by ``start_worker_process``."""

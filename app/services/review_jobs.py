@@ -83,6 +83,7 @@ class ReviewJobs:
         self._crashes: list[float] = []
         self._replace = False  # a worker died and was not replaced yet
         self._gave_up = False  # it kept stopping and was not restarted: the next start says so
+        self._outdated = False  # it stopped on a database a newer version upgraded: never started again here
         self._restarts = 0
         self._event: str | None = None
         self._event_id = 0
@@ -323,10 +324,19 @@ class ReviewJobs:
 
     def _notice_exit(self) -> None:
         """Record a worker that exited (the crash list, the event line); call with the lock held."""
+        from app.services.prelabel import NEWER_SCHEMA_EXIT, newer_schema_stop
         w = self._worker
         if w is not None and not w.alive():
             code = w.process.returncode
             self._worker = None
+            if code == NEWER_SCHEMA_EXIT:
+                # Said, not restarted: a worker of this version cannot open the upgraded database (it failed on each
+                # start, three times, and the dock said only "stopped (exit code 2)").
+                self._outdated = True
+                self._say(f"The pre-label worker stopped at {time.strftime('%H:%M:%S')} and is not restarted: "
+                          f"{newer_schema_stop()}")
+                log.warning("worker process exited: %s", newer_schema_stop())
+                return
             now = time.monotonic()
             self._crashes = [t for t in self._crashes if now - t < self.RESTART_WINDOW_S] + [now]
             self._say(f"The pre-label worker stopped (exit code {code}) at {time.strftime('%H:%M:%S')}")
@@ -343,6 +353,8 @@ class ReviewJobs:
             if self._closed or (self._worker is not None and self._worker.alive()):
                 return
             self._notice_exit()  # a worker that died unnoticed (a job submitted before the next poll)
+            if self._outdated:   # the event line says why no worker runs
+                return
             data_dir().mkdir(parents=True, exist_ok=True)
             # The worker stops by itself if this station dies without closing (killed, X gone).
             self._worker = start_worker_process(self.db_url, self.device, log_path=data_dir() / "worker.log",

@@ -369,3 +369,24 @@ def test_a_selection_whose_images_were_removed_is_refused_for_that_reason(tmp_pa
             jobs.prelabel_images(ids)
     finally:
         db.close()
+
+
+def test_a_worker_stopped_by_a_newer_versions_upgrade_is_said_and_not_restarted(tmp_path: Path, monkeypatch) -> None:
+    """A session-52 audit's older worker, stopped since on a database a newer version upgraded (``NEWER_SCHEMA_EXIT``):
+    the Jobs dock said only "stopped (exit code N)" and started it again while jobs waited, each new one failing to open
+    the upgraded database. It says why, and no worker is started again, by the poll or by a new job."""
+    from app.services.prelabel import NEWER_SCHEMA_EXIT, newer_schema_stop
+
+    started = _fake_worker_starts(tmp_path, monkeypatch, 300)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        jobs = ReviewJobs(db, "unused")
+        jobs.ensure_worker()
+        started[0].die(NEWER_SCHEMA_EXIT)
+        st = jobs.check_worker(True)
+        assert not st.alive and st.event is not None and "exit code" not in st.event
+        assert st.event.endswith(f"and is not restarted: {newer_schema_stop()}")
+        jobs.ensure_worker()   # a job queued meanwhile
+        assert not jobs.check_worker(True).alive and len(started) == 1
+    finally:
+        db.close()
