@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -24,19 +25,35 @@ def open_database_or_fail(url: str, starts: bool = False, say_new: bool = True) 
     that does not exist is refused where ``--db`` names it (``refuse_missing_project``: a mistyped path answered
     "0 classes" or a fresh list of bundled models and left an empty project there, the review of a session-49 fix),
     unless the command ``starts`` a project (it writes one: ``classes set``, ``routing set``): made then; the station's
-    own database in its data folder is made as a fresh station makes it. A new file is said."""
+    own database in its data folder is made as a fresh station makes it. A new file is said.
+
+    An older database is upgraded as ``db upgrade`` upgrades it: refused, in its words, while others use it now (the
+    window asks then), else upgraded and said on stderr. Why: ``worker``, ``prelabel``, ``retrain`` and the rest upgraded
+    it without a word under an older station still writing to it (a session-52 audit). The station's own worker is not
+    refused for its window's connection: the window upgraded the database first, after asking."""
     from app.paths import station_database_url
+    from app.services.station import in_use_refusal, upgrade_note
     from database import DatabaseError, open_database
+    from database.errors import UpgradeDeclinedError
     if url != station_database_url() and not starts:   # INSPECTION_STATION_DB is named as --db is
         refuse_missing_project(url)
     new_file = _new_sqlite_file(url)
     try:
-        db = open_database(url)
+        db = open_database(url, upgrade_ok=lambda pending: not pending.users)
+    except UpgradeDeclinedError as exc:
+        raise CommandError(in_use_refusal(exc, UPGRADE_ANYWAY)) from None
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
+    upgraded = upgrade_note(db.migration)
+    if upgraded:   # as the window and ``db upgrade`` say it (stderr: a command's output may be read by a script)
+        print(f"note: {upgraded}", file=sys.stderr)
     if new_file is not None and say_new:  # a mistyped --db starts a project here: said, not only logged as a migration
         print(f"a new, empty project database was created at {new_file.resolve()}")
     return db
+
+
+# How a command refused an upgrade (others use the database) may go ahead all the same.
+UPGRADE_ANYWAY = "run 'python main.py db upgrade --force' to upgrade it anyway, then this command again"
 
 
 @contextlib.contextmanager

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from app.commands import refuse_missing_project
-from app.services.station import in_use_consequence, upgrade_note
+from app.services.station import in_use_refusal, upgrade_note
 from app.services.wording import plural
 from database import DatabaseError, open_database
-from database.engine import PendingUpgrade, sqlite_file, sqlite_revision
+from database.engine import sqlite_file, sqlite_revision
 from database.errors import UpgradeDeclinedError
 from database.migrate import head_revision
 
@@ -34,10 +34,7 @@ def upgrade(args: argparse.Namespace) -> int:
         finally:
             db.close()
     except UpgradeDeclinedError as exc:   # others use it now: said with who, upgraded only with --force
-        pending = exc.pending
-        assert isinstance(pending, PendingUpgrade)
-        print(f"error: {exc} It is in use now by: {'; '.join(pending.users)}. "
-              f"{in_use_consequence('pass --force to upgrade anyway')}", file=sys.stderr)
+        print(f"error: {in_use_refusal(exc, 'pass --force to upgrade anyway')}", file=sys.stderr)
         return 2
     except DatabaseError as exc:
         return _fail(exc)

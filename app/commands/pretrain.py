@@ -58,12 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def indexed_images(db_url: str, folder: str) -> tuple[Path, tuple[Path, ...]]:
     """The root and image files of an indexed folder of the station's database (id, path or name)."""
+    from app.commands import open_database_or_fail
     from app.services.export_source import FolderNotFound, resolve_folder
-    from database import DatabaseError, open_database
 
-    try:
-        db = open_database(db_url)
-    except DatabaseError as exc:
+    try:   # (a database another station uses is not upgraded under it: ``open_database_or_fail``)
+        db = open_database_or_fail(db_url, starts=True, say_new=False)
+    except CommandError as exc:
         raise CommandError(f"--folder {folder}: not a folder on disk, and the station's database cannot be opened ({exc})") from None
     try:
         found = resolve_folder(db, folder)

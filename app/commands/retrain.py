@@ -222,7 +222,7 @@ def normal_classes(db: Any) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from app.commands import refuse_missing_project
+    from app.commands import open_project_or_fail
     from app.commands.retrain_candidates import (
         backbone_dir,
         classifier_method,
@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         version_scope,
         work_dir,
     )
-    from database import DatabaseError, open_database
+    from database import DatabaseError
     from inference import families
     from inference.domain_fit import fit_after_training, images_under
     from inference.training.common import progress_listener
@@ -274,9 +274,8 @@ def run(args: argparse.Namespace) -> int:
     _TERMINATED = False   # this run's (a command run twice in one process, as the tests do)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        refuse_missing_project(args.db)
-        db = open_database(args.db)
-    except (DatabaseError, CommandError) as exc:
+        db = open_project_or_fail(args.db)
+    except CommandError as exc:
         events.emit("error", message=str(exc))
         raise CommandError(str(exc)) from None
     root = Path(args.out).expanduser().absolute() if args.out else models_root(db.url)

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from database.engine import Database, Migration, PendingUpgrade
+    from database.errors import UpgradeDeclinedError
 
 
 class StationError(Exception):
@@ -71,6 +72,16 @@ def in_use_consequence(anyway: str) -> str:
     return ("Stations and workers running an older version would go on writing to it without what the newer version "
             "records, and could not open it again until they are updated. Close or update them first, or "
             f"{anyway}.")
+
+
+def in_use_refusal(declined: "UpgradeDeclinedError", anyway: str) -> str:
+    """An upgrade refused because others use the database now, naming them, in one line: ``db upgrade``'s refusal and
+    every other command's (``app.commands.open_database_or_fail``). ``anyway``: how to go ahead all the same."""
+    from database.engine import PendingUpgrade
+
+    pending = declined.pending
+    assert isinstance(pending, PendingUpgrade)
+    return f"{declined} It is in use now by: {'; '.join(pending.users)}. {in_use_consequence(anyway)}"
 
 
 def upgrade_question(pending: "PendingUpgrade", url: str) -> str:

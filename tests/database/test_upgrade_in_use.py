@@ -103,6 +103,36 @@ def test_db_upgrade_sees_an_older_station_logged_in_as_another_role(pg_url: str,
         older_station.dispose()
 
 
+def test_other_commands_refuse_to_upgrade_under_an_older_station_as_db_upgrade_does(
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session-52 audit: `worker`, `prelabel`, `retrain` and the other commands upgraded an older database without
+    asking while an older station had it open, where the window asks and `db upgrade` refuses. They refuse in
+    `db upgrade`'s words, naming who, and say how to upgrade it; the database is left as it was. Alone, a command
+    upgrades it and says so on stderr."""
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
+    old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
+    older_station = create_engine(url)
+    with older_station.connect() as conn:
+        if url.startswith("sqlite"):
+            conn.exec_driver_sql("PRAGMA journal_mode = WAL")   # as every station's connection sets it
+        conn.execute(text("SELECT count(*) FROM images")).scalar()   # its pool keeps the connection open
+    try:
+        for argv in (["worker", "--once", "--threads", "1"], ["classes", "list"],
+                     ["retrain", "classifier", "--out", str(tmp_path / "models")]):
+            assert main([*argv, "--db", url]) == 2, argv
+            err = capsys.readouterr().err
+            assert f"stays at schema revision {OLD}, which this version cannot use. It is in use now by: " in err, argv
+            assert ("another program that has the file open" in err) if url.startswith("sqlite") else \
+                ("1 connection of " in err)
+            assert "or run 'python main.py db upgrade --force' to upgrade it anyway, then this command again" in err
+            assert _revision(url) == OLD
+    finally:
+        older_station.dispose()
+    assert main(["classes", "list", "--db", url]) == 0
+    assert f"note: The database was upgraded from schema {OLD} to {mig.head_revision()}" in capsys.readouterr().err
+    assert _revision(url) == mig.head_revision()
+
+
 def test_db_upgrade_goes_ahead_when_nobody_else_uses_the_database(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
     _worker_row(url, beat_s_ago=600)   # a worker that died long ago: stale by requeue_stale's rule
