@@ -48,18 +48,18 @@ RULES = {
 ALLOWED = {("app/commands/gui.py", name) for name in QT | {"app.gui"}}
 
 
-def rule_files(target: str) -> list[Path]:
+def rule_files(target: str, root: Path = ROOT) -> list[Path]:
     """A rule's target: one module file, a package's own modules (``pkg/*.py``) or a whole package."""
     if target.endswith("/*.py"):
-        return sorted((ROOT / target[:-5]).glob("*.py"))
+        return sorted((root / target[:-5]).glob("*.py"))
     if target.endswith(".py"):
-        return [ROOT / target]
-    return sorted((ROOT / target).rglob("*.py"))
+        return [root / target]
+    return sorted((root / target).rglob("*.py"))
 
 
-def imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    pkg_parts = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    pkg_parts = path.relative_to(root).with_suffix("").parts[:-1]
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -76,12 +76,12 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def violations(target: str, banned: set[str]) -> list[str]:
+def violations(target: str, banned: set[str], root: Path = ROOT) -> list[str]:
     out = []
-    for path in rule_files(target):
-        rel = path.relative_to(ROOT).as_posix()
+    for path in rule_files(target, root):
+        rel = path.relative_to(root).as_posix()
         seen = {name for (file, name) in ALLOWED if file == rel}
-        for mod in sorted(imported_modules(path)):  # "x" before "x.y": one line per banned name
+        for mod in sorted(imported_modules(path, root)):  # "x" before "x.y": one line per banned name
             hit = {mod.split(".")[0], ".".join(mod.split(".")[:2])} & banned
             if hit - seen:
                 out.append(f"{rel} imports {mod}")
@@ -96,12 +96,17 @@ def test_layering(target: str) -> None:
 
 
 def test_rule_checker_catches_a_violation(tmp_path: Path) -> None:
-    bad = ROOT / "inference" / "_layering_probe_tmp.py"
-    bad.write_text("from sqlalchemy import select\n")
-    try:
-        assert violations("inference", RULES["inference"]) == ["inference/_layering_probe_tmp.py imports sqlalchemy"]
-    finally:
-        bad.unlink()
+    """The probe lies in a package of its own under ``tmp_path``: written into the repository's ``inference/``, it
+    was read by ``test_layering[inference]`` running at the same moment in the suite's other process (ADR 0080), which
+    then failed on it (a session-53 review)."""
+    pkg = tmp_path / "inference"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "clean.py").write_text("from . import clean as _self\nimport numpy\n")
+    (pkg / "bad.py").write_text("from sqlalchemy import select\nfrom ..database import engine\n")
+    assert violations("inference", RULES["inference"], tmp_path) == ["inference/bad.py imports database",
+                                                                      "inference/bad.py imports sqlalchemy"]
+    assert violations("inference", RULES["inference"]) == []
 
 
 def test_command_line_loads_nothing_heavy() -> None:
