@@ -233,14 +233,11 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
             said.append(f"Saved {plural(recovered.saved, 'label')} kept from an earlier session.")
         if recovered.waiting:
             # kept with the window's own waiting labels: shown, marked "not saved yet", saved by its retry
-            n = window.review.adopt_recovered(recovered.waiting)   # (one label of an image at a time)
+            window.review.adopt_recovered(recovered.waiting)   # (several of one image: one after the other)
+            n = len(recovered.waiting)
             waits = (f"{plural(n, 'label')} kept from an earlier session {agree(n, 'waits', 'wait')}: the database "
                      f"is busy (another program holds it locked); {agree(n, 'it is', 'they are')} saved as soon as it "
                      "accepts writes.")
-            if (more := len(recovered.waiting) - n) > 0:
-                waits += (f" {plural(more, 'more label')} of {agree(more, 'an image', 'images')} already waiting "
-                          f"{agree(more, 'stays', 'stay')} in {agree(more, 'its file', 'their files')} until the next "
-                          "start.")
             window.status.set_pending_reason(waits)
             log.warning(waits)
             said.append(waits)

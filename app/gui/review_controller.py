@@ -134,6 +134,10 @@ class ReviewController(QObject):
         # image id -> such a label an edit made on top of it replaced: its file stays until that edit is saved (in the
         # database, or in a recovery file of its own), and an undo back to it restores it (``_supersede_replay``)
         self._superseded: dict[int, Replay] = {}
+        # image id -> later labels of the image that earlier sessions left in recovery files, in ``recover``'s order,
+        # behind the one waiting (``adopt_recovered``): each is taken once the image waits for nothing, and replayed on
+        # the image as it then is, as a start with the database free replays them (``_take_behind``)
+        self._behind: dict[int, list[Replay]] = {}
         # Label saves run on their own thread in the order made (ADR 0005): the GUI thread shows the label at once.
         self._writes = BackgroundCalls("label-writes", self)
         self._seq = 0                                   # numbers the edits
@@ -603,7 +607,7 @@ class ReviewController(QObject):
     def cancel_close(self) -> None:
         """The window stays open after all (the person chose to keep labels nothing could save): retries resume."""
         self._closing = False
-        if self._pending:
+        if self._pending or self._behind:
             self._retry.start()
 
     # -- intents (each is one undoable step) ----------------------------------------------
@@ -1044,7 +1048,7 @@ class ReviewController(QObject):
         else:
             self._pending_seq.pop(image_id, None)
             if self._pending.pop(image_id, None) is not None:  # this newer label replaces one waiting
-                self.pending_changed.emit(len(self._pending))
+                self.pending_changed.emit(self._waiting_count())
             stored = self._stored_under.get(image_id)
             if stored is not None and not self._in_flight.get(image_id) and state.same_content(stored):
                 # back to the label the database holds (an undo of an edit it refused, a connection lost): nothing
@@ -1209,7 +1213,7 @@ class ReviewController(QObject):
         self._pending[image_id] = (state, changed, source)
         self._pending_seq[image_id] = seq
         self._retry.start()
-        self.pending_changed.emit(len(self._pending))
+        self.pending_changed.emit(self._waiting_count())
 
     def _conflict(self, exc: LabelConflict, changed: str, kept_in: str | None = None,
                   bring_back: bool = False) -> None:
@@ -1316,6 +1320,7 @@ class ReviewController(QObject):
 
     def _flush_later(self) -> None:
         """The retry timer: the waiting labels are tried again on the label-writes thread."""
+        self._take_behind()   # (an edit on top of the label before it, saved without a retry)
         if not self._pending or self._flushing or self._closed or self._closing:
             return
         self._flushing = True
@@ -1492,8 +1497,9 @@ class ReviewController(QObject):
                                       + (f" Its recovery file stays in {recovery_dir()}." if kept else ""))
             elif kind == "busy":
                 self._locked = True
-        self.pending_changed.emit(len(self._pending))
-        if not self._pending:
+        self._take_behind()
+        self.pending_changed.emit(self._waiting_count())
+        if not self._pending and not self._behind:
             self._retry.stop()
 
     def pending(self) -> dict[int, tuple[LabelState, str, str | None]]:
@@ -1552,32 +1558,55 @@ class ReviewController(QObject):
         their files stay as they are (a copy would name this station's reviewer as the label's author)."""
         return {i: w for i, w in waiting.items() if self._replay_of(i) is None}
 
-    def adopt_recovered(self, replays: Sequence[Replay]) -> int:
+    def adopt_recovered(self, replays: Sequence[Replay]) -> None:
         """Labels an earlier session left in recovery files that the start-up could not save, the database busy
         (``ReviewService.recover``'s ``waiting``): they wait with this window's own, shown on their images, in the
         "not saved yet — retrying" mark, and the retry saves each from its file when the database accepts writes. A
         session-52 audit: the start-up stood still 10 s per file, then said nothing, the images showed unreviewed,
         and nothing tried them again in that session. An edit made on top of one replaces it (its file goes).
 
-        Returns how many were taken: one label of an image waits at a time (it is what the image shows, and what an
-        edit replaces), the first in ``replays`` (``recover``'s order, by file name, which begins with the second it was
-        written: the one the next start would replay first). Another of the same image (two inspectors' files) stays in its file for the next start, which
-        replays it on the image as it then is (a session-52 audit: the start said "2 labels … wait" and took one)."""
-        taken = 0
+        All are taken, in ``replays``'s order (``recover``'s, by file name, which begins with the second it was
+        written). One label of an image waits at a time (it is what the image shows, and what an edit replaces);
+        another of the same image (two inspectors' files) waits behind it and is replayed once it is answered, on the
+        image as it then is, as a start with the database free replays the files one after the other: a session-53 fix,
+        where a second label of one image stayed in its file until the next start (a session-52 audit)."""
         for r in replays:
-            if r.image_id in self._local:
-                continue
-            taken += 1
-            self._seq += 1
-            self._newest[r.image_id] = self._seq
-            self._local[r.image_id] = (r.state, r.note, r.source)
-            self._replays[r.image_id] = (self._seq, r)
-            if r.base is not None:
-                self._seen[r.image_id] = r.base   # an edit on top of it is made on the revision it was made on
-            self._keep_pending(r.image_id, self._seq, r.state, r.note, r.source)
+            if r.image_id in self._local or r.image_id in self._behind:
+                self._behind.setdefault(r.image_id, []).append(r)
+            else:
+                self._adopt(r)
         if replays:
             self._locked = True   # the start-up found the database locked: edits join them without a try
-        return taken
+            self.pending_changed.emit(self._waiting_count())
+
+    def _adopt(self, r: Replay) -> None:
+        """One recovery file's label waits for the database as the image's newest edit (``adopt_recovered``)."""
+        self._seq += 1
+        self._newest[r.image_id] = self._seq
+        self._local[r.image_id] = (r.state, r.note, r.source)
+        self._replays[r.image_id] = (self._seq, r)
+        if r.base is not None:
+            self._seen[r.image_id] = r.base   # an edit on top of it is made on the revision it was made on
+        self._keep_pending(r.image_id, self._seq, r.state, r.note, r.source)
+
+    def _take_behind(self) -> None:
+        """The next label kept behind each image that waits for nothing now (its earlier one answered, an edit on
+        top of it saved) joins the waiting ones, shown if its image is; none while the window closes: those stay in
+        their files for the next start."""
+        if self._closing or self._closed:
+            return
+        for image_id in [i for i in self._behind if i not in self._local and i not in self._pending
+                         and not self._in_flight.get(i)]:
+            queue = self._behind[image_id]
+            self._adopt(queue.pop(0))
+            if not queue:
+                del self._behind[image_id]
+            if self.image_id == image_id:
+                self.reload(image_id)
+
+    def _waiting_count(self) -> int:
+        """Labels waiting for the database: this window's and those of recovery files kept behind them."""
+        return len(self._pending) + sum(len(q) for q in self._behind.values())
 
     def _supersede_replay(self, image_id: int) -> None:
         """A new edit of an image showing a label left in a recovery file: made on top of it, it replaces the label,
