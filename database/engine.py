@@ -319,6 +319,7 @@ class Database:
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(engine.execution_options(write=True), expire_on_commit=False)
         self._idle_write_limit_s: float | None = None  # see end_idle_writes_after
+        self._identity: str | None = None  # see identity
 
     @property
     def url(self) -> str:
@@ -426,6 +427,22 @@ class Database:
                     "this station must be updated. Nothing more is saved from here (labels not saved yet wait, and "
                     "are kept when the station closes).", found)
         return self._newer
+
+    def identity(self) -> str | None:
+        """The database's own id (``database_identity``, a random UUID made once by migration 0023), read once and kept:
+        a recovery file records it beside the file's path, and a start on the database moved to another folder still
+        knows the labels kept for it (a session-52 audit: matched by the path alone, they were "another database's"
+        for good). Kept from the first read, it is known when the database refuses reads later (its file deleted).
+        None where it cannot be read now (asked again next time) or the schema is older than 0023."""
+        if self._identity is None:
+            try:   # (a session: not the id of a file moved over the one opened)
+                with self.session() as s:
+                    found = s.execute(text("SELECT uid FROM database_identity WHERE id = 1")).scalar()
+            except DatabaseError as exc:
+                log.info("the database's id cannot be read: %s", exc)
+                return None
+            self._identity = str(found) if found is not None else None
+        return self._identity
 
     def revision(self) -> str | None:
         try:

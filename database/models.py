@@ -376,6 +376,17 @@ class LabelWatermark(Base):
     mark: Mapped[int] = mapped_column(BigInteger)
 
 
+class DatabaseIdentity(Base):
+    """One row holding the database's own id (``Database.identity``), a random UUID made once by migration
+    0023_database_identity: a record of the database kept outside it (a recovery file) names it by this id as well as
+    by its file's path, so the record still finds it once the file is moved to another folder (a session-52 audit)."""
+
+    __tablename__ = "database_identity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)   # always 1
+    uid: Mapped[str] = mapped_column(String(32))
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (

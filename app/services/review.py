@@ -903,7 +903,7 @@ class ReviewService:
                     "decided_at": (decided or {}).get(image_id, datetime.now(timezone.utc)).isoformat(
                         timespec="seconds"),
                     "author": self.settings.author, "db": self.db.url,
-                    "db_file": self._db_file(),   # (``_this_database``)
+                    "db_file": self._db_file(), "db_id": self.db.identity(),   # (``_this_database``)
                     "base_revision": (bases or {}).get(image_id),
                     "may_land": list((landing or {}).get(image_id, [])),
                     "path": path, "content_hash": digest, "source": (sources or {}).get(image_id)}
@@ -1105,11 +1105,20 @@ class ReviewService:
         replayed by one opening the same file as ``sqlite:////abs/line3.sqlite``, nor the other way round, and two
         files both opened as ``sqlite:///line3.sqlite`` from different folders took each other's). A file written
         before it recorded the database's file (``db_file``) is this one's by its URL as written, or by the file
-        that URL names read from the folder the station runs in."""
+        that URL names read from the folder the station runs in.
+
+        A file that also records the database's own id (``Database.identity``) is this one's where the ids are the
+        same and no file is left at the path it records: the database was moved to another folder (a session-52
+        audit: its labels were "another database's" at every start, never replayed). Where a file is still at that
+        path, the path decides as before: a copy of the database (a backup opened to look at it) has its id too, and
+        must not take the labels of the file it was copied from."""
         here = self.db.file
         if here is None:
             return meta.get("db") == self.db.url
         recorded = meta.get("db_file")
+        if isinstance(recorded, str) and isinstance(meta.get("db_id"), str) and meta["db_id"] == self.db.identity() \
+                and (moved_from := _real_path(Path(recorded))) is not None and not moved_from.exists():
+            return True
         if not isinstance(recorded, str):
             if meta.get("db") == self.db.url:
                 return True

@@ -169,3 +169,14 @@ def test_two_processes_upgrading_a_server_database_at_once_both_succeed(pg_url: 
         assert db.revision() == mig.head_revision()
     finally:
         db.close()
+
+
+def test_each_database_has_its_own_id_kept_by_its_file(tmp_path) -> None:
+    """Migration 0023 gives a database its own id (``Database.identity``), which a recovery file records: two
+    databases differ, and the file's id is the same however often it is opened."""
+    ids = []
+    for name in ("a", "b", "a"):
+        db = open_database(f"sqlite:///{tmp_path / name}.sqlite")
+        ids.append(db.identity())
+        db.close()
+    assert all(isinstance(i, str) and len(i) == 32 for i in ids) and ids[0] == ids[2] != ids[1]

@@ -686,6 +686,42 @@ def test_a_recovery_file_made_through_a_link_is_replayed_on_the_file_the_link_na
     db.close()
 
 
+def test_a_recovery_file_is_replayed_on_its_database_moved_to_another_folder(folder, artifacts, tmp_path):
+    """A session-52 audit: a recovery file named its database by the SQLite file's path alone, so once the file was
+    moved to another folder the start counted its labels as "another database's" and never replayed them. Now the file
+    also records the database's own id (migration 0023), and the moved database takes its labels; a copy opened while
+    the file it was copied from is still in place (a backup looked at) does not."""
+    import shutil
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    (tmp_path / "line3").mkdir()
+    (tmp_path / "moved").mkdir()
+    line3, copy, moved, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "copy.sqlite",
+                               tmp_path / "moved" / "station.sqlite", tmp_path / "rec")
+
+    def service_on(path: Path) -> tuple:
+        db = open_database(f"sqlite:///{path}")
+        return db, ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+
+    db, service = service_on(line3)
+    image_id = service.queue(QueueFilter(folder_id=service.open_folder(folder).id))[0].image_id
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec,
+                           bases={image_id: 0})
+    db.close()
+    shutil.copy(line3, copy)
+    db, service = service_on(copy)
+    out = service.recover(rec)
+    assert (out.saved, out.elsewhere) == (0, 1) and service.history(image_id) == []
+    db.close()
+    shutil.move(line3, moved)   # the folder's database moved; the station's recovery files stay where they are
+    db, service = service_on(moved)
+    out = service.recover(rec)
+    assert (out.saved, out.elsewhere) == (1, 0)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
+    db.close()
+
+
 @pytest.mark.parametrize("fails", ["masks", "json"])
 def test_a_recovery_file_whose_write_fails_leaves_nothing_and_leftovers_are_swept(service, seeded, tmp_path,
                                                                                   monkeypatch, fails):
