@@ -38,7 +38,7 @@ from app.services.prelabel import PRELABEL, UNLOADABLE, newer_schema_stop, refre
 from app.services.project_settings import load_project_settings
 from app.services.reflag import reflag_where, stored_thresholds
 from app.services.review_types import PREDICTION_FAILED, WORKER_STOPPED
-from database.dto import ClaimedBatch, JobItemInfo, PredictionIn
+from database.dto import ClaimedBatch, JobInfo, JobItemInfo, PredictionIn
 from database.errors import ConflictError, DatabaseError, SchemaChangedError
 from database.jobs import STALE_AFTER_S, new_worker_id
 from database.processes import ended_here
@@ -331,11 +331,6 @@ class Worker:
         if engine is not None:
             self._engines.move_to_end(key)
             return engine
-        # A bundled model the install's update replaced is retired first (its one home, ``refresh_bundled``), so a job
-        # queued before the update, naming the old version, fails as that version's ("replaced by an update …;
-        # pre-label again") instead of storing the new files' answers under it: a session-52 audit's updated worker
-        # did, and the next listing retired the old version with them, leaving the new one none for those images.
-        refresh_bundled(self.db)
         dirs = {}
         for family, vid in versions.items():
             v = self.db.model_versions.get(int(vid))
@@ -392,6 +387,12 @@ class Worker:
             self.db.jobs.release_items(self.id, [it.id for it in batch.items])
             if ahead:  # the batch in hand is held: the models load when it is done, with nothing claimed (the review)
                 return None
+            # A bundled model the install's update replaced is retired first (its one home, ``refresh_bundled``), so
+            # the new files' answers are never stored under the old version: a session-52 audit's updated worker did,
+            # and the next listing retired the old version with them, leaving the new one none for those images.
+            refresh_bundled(self.db)
+            if self._retarget(batch.job, versions):
+                continue   # claimed anew: the job names the versions that replaced its bundled ones now
             try:
                 self._engine_for(versions, key[1])
             except (CheckpointError, ValueError, RuntimeError) as exc:
@@ -408,6 +409,26 @@ class Worker:
         todo = [it for it in todo if it.image_path is not None]
         pending = engine.submit_decode([(it, it.image_path) for it in todo if it.image_path is not None], list(versions))
         return ClaimedBatch(batch.job, tuple(todo)), pending
+
+    def _retarget(self, job: JobInfo, versions: Mapping[str, int]) -> bool:
+        """Move a pre-label job that names a bundled version an update of the install replaced onto the version that
+        took its place (``ModelVersionRepository.replaced_by``; ADR 0079), in the database, so its images are
+        answered, and their answers filed, under the new version, and every worker and window reads the job alike.
+        Before, its images failed with "replaced by an update …; pre-label again" (a session-52 audit): queued work
+        the inspector had to find and queue again. A routing rule names a version by name, so the rule that named
+        the old one names the new one now and the job's answers count as before. A compare job (a challenger under
+        review) compares the versions it names: it is not moved, nor a version with no successor (that fails with
+        its reason). True when the job names other versions now (claim again)."""
+        if job.kind != PRELABEL:
+            return False
+        successors = {f: new for f, vid in versions.items() if (new := self.db.model_versions.replaced_by(vid))}
+        if not successors:
+            return False
+        if self.db.jobs.retarget(job.id, {f: (versions[f], new.id) for f, new in successors.items()}):
+            for family, new in successors.items():
+                log.info("job %d: the %s model it was queued with was replaced by an update of the station; its "
+                         "images run the new %r", job.id, family, new.name)
+        return True
 
     def _fail_unloadable(self, batch: ClaimedBatch, reason: str) -> None:
         """A model that cannot load fails the job's items with the reason (not retried forever)."""

@@ -595,6 +595,25 @@ class JobRepository:
             s.flush()
             return job_dto(row)
 
+    def retarget(self, job_id: int, moved: Mapping[str, tuple[int, int]]) -> bool:
+        """The job runs another version of some families from now on: ``moved`` maps a family to (the version it
+        names, the one it names instead); a family whose job names another version by now (a worker beside this
+        one moved it first) is left. Its items not yet done run, and are filed, under the new version. True when
+        the job's parameters changed. For a bundled version an update of the install replaced (ADR 0079)."""
+        with self.db.session(write=True) as s:
+            row = s.get(Job, job_id, with_for_update=True)
+            if row is None:
+                return False
+            params = dict(row.params or {})
+            versions = dict(params.get("model_versions") or {})
+            changed = False
+            for family, (old, new) in moved.items():
+                if str(versions.get(family)) == str(old):
+                    versions[family], changed = new, True
+            if changed:
+                row.params = {**params, "model_versions": versions}   # a new object: the JSON column is rewritten
+            return changed
+
     def note(self, job_id: int, message: str) -> None:
         """Say something about an open job that its counts do not (the Jobs dock shows it while the job waits)."""
         with self.db.session(write=True) as s:

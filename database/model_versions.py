@@ -282,6 +282,21 @@ class ModelVersionRepository:
             _moved(self.db)
         return out
 
+    def replaced_by(self, version_id: int) -> ModelVersionInfo | None:
+        """The bundled version that took the place of one an update of the install replaced (``replace_bundled``: the
+        new row took its name, recorded in the old row's ``config["replaced"]["by_update_of"]``; after a second
+        update the name is held by the newest); None for a version not replaced, or whose name no bundled version
+        holds now. A job queued before the update runs with it rather than failing its images (ADR 0079)."""
+        with self.db.session() as s:
+            old = s.get(ModelVersion, version_id)
+            replaced = old.config.get("replaced") if old is not None else None
+            if old is None or not isinstance(replaced, dict) or not isinstance(replaced.get("by_update_of"), str):
+                return None
+            row = s.scalar(select(ModelVersion).where(ModelVersion.family == old.family,
+                                                      ModelVersion.name == replaced["by_update_of"],
+                                                      ModelVersion.bundled.is_(True)))
+            return None if row is None or "replaced" in row.config else _dto(row)
+
     def update_metrics(self, version_id: int, metrics: dict[str, Any]) -> ModelVersionInfo:
         """Merge ``metrics`` into the version's metrics (e.g. after evaluating on new labels)."""
         with self.db.session(write=True) as s:

@@ -196,13 +196,15 @@ def _updated_install(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch, 
     return here, old
 
 
-def test_a_job_queued_before_an_update_does_not_file_the_new_bundles_answers_under_the_old_version(
+def test_a_job_queued_before_an_update_runs_with_the_version_that_replaced_its_bundled_one(
         db, tiny_models, tmp_path, monkeypatch) -> None:
     """A session-52 audit: a pre-label job the old station queued was run by the updated worker, which loaded the
     install's new segmenter-sirst-v3 and stored its answers under the old version row (registered before fingerprints
     were kept, so nothing was checked); the next `models list` retired that row as "segmenter-sirst-v3 (until …)" with
-    those answers, and the new version had none for the images. Now the worker retires the replaced bundle before it
-    loads models, the job's images fail with that reason, and pre-labelling again answers with the new version."""
+    those answers, and the new version had none for the images. The worker then retired the replaced bundle before
+    loading, and the job's images failed with "replaced by an update … pre-label again": the queued work was lost
+    until the inspector found and queued it again (a session-52 audit). Now the job moves to the version that took
+    the bundle's place: its images are answered under the new version, none fails, none is filed under the old one."""
     here, old = _updated_install(tiny_models, tmp_path, monkeypatch, db)
     good_images(tmp_path / "imgs", 2)
     folder = index_folder(db, tmp_path / "imgs").folder_id
@@ -211,20 +213,35 @@ def test_a_job_queued_before_an_update_does_not_file_the_new_bundles_answers_und
     worker = Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=ArtifactStore(tmp_path / "a"))
     worker.run(once=True)
     ids = [im.id for im in db.images.query()]
-    assert db.predictions.for_images(ids, old.id) == {}   # before: both images' new answers, filed under the old row
+    assert db.predictions.for_images(ids, old.id) == {}   # before the first fix: both images' new answers, filed here
     retired = db.model_versions.get(old.id)
     assert retired.name.startswith("segmenter-sirst-v3 (until ") and not retired.bundled
+    new = db.model_versions.active("segmenter")
+    assert new.id != old.id and new.name == here.name and Path(new.checkpoint_path) == here
+    assert db.model_versions.replaced_by(old.id) == new and db.model_versions.replaced_by(new.id) is None
+    assert db.jobs.failed_items(job) == []   # before: both failed, "… replaced by an update …; pre-label again"
+    assert set(db.predictions.for_images(ids, new.id)) == set(ids)
+    assert db.jobs.get(job).params["model_versions"] == {"segmenter": new.id}
+    assert worker.stats.predicted == 2 and worker.stats.failed == 0
+
+
+def test_a_job_naming_a_replaced_version_no_bundle_took_the_place_of_still_fails_with_the_reason(
+        db, tiny_models, tmp_path) -> None:
+    """Only a version an update replaced with a new bundled one is moved: one whose name no bundled version holds
+    now fails its images as before, with the reason."""
+    gone = db.model_versions.register("segmenter", "sirst (until 2026-12-01)", str(tiny_models["segmenter"]),
+                                      config={"replaced": {"by_update_of": "segmenter-gone", "note": "an update"}})
+    assert db.model_versions.replaced_by(gone.id) is None
+    good_images(tmp_path / "imgs", 2)
+    folder = index_folder(db, tmp_path / "imgs").folder_id
+    job = submit_prelabel(db, folder_id=folder, families=["segmenter"], named={"segmenter": gone.id})
+    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=ArtifactStore(tmp_path / "a")
+           ).run(once=True)
     reasons = {it.error for it in db.jobs.failed_items(job)}
     assert len(db.jobs.failed_items(job)) == 2 and len(reasons) == 1
     [reason] = reasons
     assert reason.startswith("model cannot be loaded: ") and "was replaced by an update of the station" in reason
     assert reason.endswith("pre-label again to run the new one")
-    new = db.model_versions.active("segmenter")
-    assert new.id != old.id and new.name == here.name and Path(new.checkpoint_path) == here
-    from app.services.prelabel import submit_routed_prelabel
-    submit_routed_prelabel(db, folder_id=folder, families=["segmenter"])
-    Worker(db, WorkerOptions(device="cpu", batch_size=4, poll_s=0.05), artifacts=ArtifactStore(tmp_path / "a")).run(once=True)
-    assert set(db.predictions.for_images(ids, new.id)) == set(ids)
 
 
 def test_a_bundled_row_without_a_fingerprint_never_loads_an_updated_installs_files(db, tiny_models, tmp_path,
