@@ -144,17 +144,31 @@ def _maps_in(root: Path) -> Iterator[Path]:
     return (f for d in map_subfolders(root) for f in d.iterdir() if _is_map(d.name, f.name) and f.is_file())
 
 
+# Files a file manager leaves in a folder it showed (Finder, Explorer): no one's data, so they do not make a folder
+# someone else's (``foreign_entry``). Compared without case: Windows does not tell names apart by case.
+OS_METADATA_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
+_OS_METADATA = frozenset(name.casefold() for name in OS_METADATA_FILES)
+
+
+def _os_metadata(entry: Path) -> bool:
+    """Whether ``entry`` is a file a file manager left (``OS_METADATA_FILES``)."""
+    return entry.name.casefold() in _OS_METADATA and entry.is_file()
+
+
 def foreign_entry(root: Path) -> Path | None:
     """The first file or folder in ``root`` the station did not write (None: it holds only its marker, map subfolders
     and their maps): a folder saved as the maps folder is the station's alone, so a share's part images or reports
-    are never beside its maps (a session-51 audit: ``db sweep-maps`` removed those in ``L1/`` and ``qc/``)."""
+    are never beside its maps (a session-51 audit: ``db sweep-maps`` removed those in ``L1/`` and ``qc/``). The files
+    a file manager leaves (``OS_METADATA_FILES``) are no one's data and not counted: a new folder the inspector had
+    opened in Finder, holding a ``.DS_Store`` alone, was refused as holding files the station did not write (a
+    session-52 audit). ``sweep_maps`` never removes them (not ``written_here``)."""
     for entry in sorted(root.iterdir()):
-        if entry.name == MAPS_MARKER and entry.is_file():
+        if (entry.name == MAPS_MARKER and entry.is_file()) or _os_metadata(entry):
             continue
         if not (_SUBFOLDER.fullmatch(entry.name) and entry.is_dir()):
             return entry
         for f in sorted(entry.iterdir()):
-            if not (written_here(entry.name, f.name) and f.is_file()):
+            if not ((written_here(entry.name, f.name) and f.is_file()) or _os_metadata(f)):
                 return f
     return None
 

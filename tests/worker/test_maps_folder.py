@@ -87,6 +87,26 @@ def test_a_maps_folder_holding_files_the_station_did_not_write_is_refused(db, tm
     assert save_maps_folder(db, str(share)) == str(share)   # marked: an existing project's folder is not refused
 
 
+def test_a_maps_folder_holding_only_a_file_managers_files_is_taken(db, tmp_path: Path) -> None:
+    """A session-52 audit: a new folder on the share the inspector had opened in Finder (or Explorer) held a
+    ``.DS_Store`` (``Thumbs.db``, ``desktop.ini``) and nothing else, and Settings refused it as holding files the
+    station did not write. Those files are no one's data and no longer count; a real file beside them still does."""
+    browsed = tmp_path / "browsed"
+    (browsed / "ab").mkdir(parents=True)
+    for name in (".DS_Store", "Thumbs.db", "desktop.ini"):
+        (browsed / name).write_bytes(b"\0")
+    (browsed / "ab" / ".DS_Store").write_bytes(b"\0")   # a map subfolder opened too
+    assert save_maps_folder(db, str(browsed)) == str(browsed)
+    assert (browsed / ".DS_Store").is_file()   # left as it was
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".DS_Store").write_bytes(b"\0")
+    (other / "report.pdf").write_bytes(b"a report")
+    with pytest.raises(ProjectSettingsError, match=r"did not write \(report\.pdf\)"):
+        save_maps_folder(db, str(other))
+    assert load_project_settings(db).maps_folder == str(browsed)
+
+
 def test_pre_labelling_again_makes_a_map_this_worker_cannot_read_and_skips_one_it_can(db, tmp_path: Path) -> None:
     """A worker skips an image every version has answered; before ADR 0061 it also skipped one whose map was
     gone (another station's folder, a cleared cache), so "Pre-label selection" could never bring it back."""
