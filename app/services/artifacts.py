@@ -280,9 +280,13 @@ class ArtifactStore:
     def _write(self, root: Path, ref: str, data: bytes, make_root: bool = True) -> None:
         target = root / ref
         if target.exists() and self._verified.intact(target, ref):
-            with contextlib.suppress(OSError):  # in use again: ``sweep_maps`` leaves maps touched lately alone
+            try:   # in use again: ``sweep_maps`` leaves maps touched lately alone
                 self._verified.touch(target)
-            return  # (a damaged one is replaced: it was kept for good, the panel saying "pre-label again" in vain)
+                return  # (a damaged one is replaced: it was kept for good, the panel saying "pre-label again" in vain)
+            except FileNotFoundError:
+                pass   # set aside by ``sweep_maps`` since the look: written anew below, or its answer would lack it
+            except OSError:
+                return   # there, and a file this user may not touch (another user's, on the share)
         if not make_root and not is_maps_folder(root):
             raise FileNotFoundError(f"the maps folder {root} is not there (a share not mounted?)")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -370,12 +374,13 @@ def sweep_maps(root: Path, referenced: Callable[[], AbstractSet[str]], older_tha
     answer, so a line writing every part to one file name left a map per part for good (a session-46 probe: 5 parts,
     5 maps, 1 referenced). Only files the station writes are looked at (``written_here``: maps by ``map_ref``'s name,
     and temporary files a crash left): a session-51 audit found every file older than a day in a share's ``L1/`` and
-    ``qc/`` removed, part images and reports counted as "map files"."""
+    ``qc/`` removed, part images and reports counted as "map files". A map a worker stores again after the walk looked
+    at it is kept (``_remove_unless_stored_again``)."""
     now = time.time()
     if not root.is_dir():
         return Swept(root, 0, 0)
     known = referenced()
-    candidates: list[tuple[str, Path, int]] = []
+    candidates: list[tuple[str, Path, os.stat_result]] = []
     for sub in sorted(map_subfolders(root)):
         for path in sorted(sub.iterdir()):
             if not written_here(sub.name, path.name):
@@ -386,18 +391,45 @@ def sweep_maps(root: Path, referenced: Callable[[], AbstractSet[str]], older_tha
             except OSError:
                 continue
             if path.is_file() and ref not in known and now - st.st_mtime >= older_than_s:
-                candidates.append((ref, path, st.st_size))
+                candidates.append((ref, path, st))
     if candidates:
         known = referenced()
     files = size = 0
-    for ref, path, n in candidates:
+    for ref, path, st in candidates:
         if ref in known:
             continue
         if remove:
             try:
-                path.unlink()
+                if not _remove_unless_stored_again(path, st):
+                    continue
             except OSError as exc:
                 log.warning("cannot remove %s: %s", path, exc)
                 continue
-        files, size = files + 1, size + n
+        files, size = files + 1, size + st.st_size
     return Swept(root, files, size)
+
+
+def _remove_unless_stored_again(path: Path, walked: os.stat_result) -> bool:
+    """Remove the map file ``path`` unless a worker stored it again since the sweep looked at it (``walked``); False
+    when it was kept. A worker storing a map the sweep has chosen (a new answer's map, the same as an old one's)
+    touches it, or writes it anew, and its answer lands after: a check of the file's time before an unlink leaves a
+    moment between the two in which that map is removed although fresh, its answer then lacking it (a session-52
+    audit). So the file is first renamed aside (``TEMP_PREFIX``: a later sweep removes one a crash leaves), which is
+    atomic: a worker storing the map from then on finds it gone and writes it anew (``ArtifactStore._write``); the
+    file set aside is removed only if its inode and time are still those the sweep saw, else put back."""
+    aside = path.with_name(f"{TEMP_PREFIX}swept_{os.urandom(6).hex()}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return False   # gone meanwhile (another sweep)
+    try:
+        now = aside.stat()
+        if (now.st_ino, now.st_mtime_ns) != (walked.st_ino, walked.st_mtime_ns):
+            os.replace(aside, path)   # stored again meanwhile: in use (a copy written since holds the same bytes)
+            return False
+        aside.unlink()
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.replace(aside, path)   # as it was: nothing is left under a name no reader looks for
+        raise
+    return True

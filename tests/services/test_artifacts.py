@@ -199,6 +199,52 @@ def test_the_sweep_removes_only_the_stations_own_files(tmp_path: Path) -> None:
     assert swept.files == 2 and not (share / unused).exists() and not leftover.exists()
 
 
+def _an_old_unreferenced_map(root: Path) -> tuple[ArtifactStore, str, Path]:
+    """A map no answer refers to, untouched for three days: what the sweep removes."""
+    import os
+    store = ArtifactStore(root)
+    ref = store.put_map(np.full((4, 4), 3.0, np.float32))
+    path = root / ref
+    old = path.stat().st_mtime - 3 * 86400
+    os.utime(path, (old, old))
+    return store, ref, path
+
+
+def test_a_map_stored_again_while_the_sweep_runs_is_not_removed(tmp_path: Path, monkeypatch) -> None:
+    """A session-52 audit: ``sweep_maps`` checked a map's age while walking and removed it afterwards, so a map a
+    worker stored again in between (a new answer's map, the same as an old unreferenced one: touched, its answer
+    landing just after) was removed although fresh, and that answer showed no heatmap. Now the file is set aside and
+    removed only if no one stored it since the walk; a worker storing it while it is set aside writes it anew."""
+    from app.services import artifacts
+    from app.services.artifacts import sweep_maps
+
+    store, ref, path = _an_old_unreferenced_map(tmp_path / "maps")
+    calls = []
+
+    def referenced() -> set[str]:   # read again after the walk: the worker stores the map again just then
+        calls.append(1)
+        if len(calls) == 2:
+            assert store.put_map(np.full((4, 4), 3.0, np.float32)) == ref
+        return set()
+
+    swept = sweep_maps(tmp_path / "maps", referenced, 86400)
+    assert path.is_file() and swept.files == 0   # before: removed, its new answer left without a map
+    np.testing.assert_allclose(store.get_map(ref), 3.0)
+    assert [f.name for f in path.parent.iterdir()] == [path.name]   # nothing left set aside
+
+    # the worker found the map there and went to touch it, and the sweep set it aside in that moment
+    store, ref, path = _an_old_unreferenced_map(tmp_path / "maps2")
+    touch = artifacts._Verified.touch
+
+    def swept_meanwhile(verified, target: Path) -> None:
+        assert sweep_maps(tmp_path / "maps2", set, 86400).files == 1
+        touch(verified, target)
+
+    monkeypatch.setattr(artifacts._Verified, "touch", swept_meanwhile)
+    assert store.put_map(np.full((4, 4), 3.0, np.float32)) == ref
+    np.testing.assert_allclose(store.get_map(ref), 3.0)   # before: the touch's error passed over, the map gone
+
+
 def test_a_lines_folders_are_no_proof_of_a_maps_folder(tmp_path: Path) -> None:
     """A session-51 audit: a share holding ``L1/`` was taken for a maps folder saved before markers (any
     two-character folder was proof) and marked; a map is the proof, and ``foreign_entry`` names what is not the
