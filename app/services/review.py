@@ -140,10 +140,10 @@ def unreadable_file(path: str | None, chunks: bool = False) -> str | None:
     size and header, no pixel decoded), or None; a missing file is not said here (its row says "file is missing", and
     its label is kept for when it is back). One home for the window's key refusal and ``ReviewService.save``'s.
 
-    ``chunks``: a PNG's chunks are checked too, the whole file read (``refusal_before_decoding``; no larger than the
-    reader's file bound). ``ReviewService.save`` asks for it, off the GUI thread: a truncated PNG whose header was
-    sound passed the header check, and a key pressed before the viewer's read failed saved "accepted" on it (a
-    session-52 audit). The detail's check (the window's key refusal) stays on the header: the viewer reads the file
+    ``chunks``: a PNG's chunks are checked too (``refusal_before_decoding``: read from the file a piece at a time, no
+    larger than the reader's file bound, and not read again while the file is unchanged). ``ReviewService.save`` asks
+    for it, off the GUI thread: a truncated PNG whose header was sound passed the header check, and a key pressed
+    before the viewer's read failed saved "accepted" on it (a session-52 audit). The detail's check (the window's key refusal) stays on the header: the viewer reads the file
     anyway and says a broken one."""
     from inference.imageio import refusal_before_decoding
 
