@@ -41,7 +41,7 @@ def open_database_or_fail(url: str, starts: bool = False, say_new: bool = True) 
     try:
         db = open_database(url, upgrade_ok=lambda pending: not pending.users)
     except UpgradeDeclinedError as exc:
-        raise CommandError(in_use_refusal(exc, UPGRADE_ANYWAY)) from None
+        raise CommandError(in_use_refusal(exc, upgrade_anyway(url))) from None
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     upgraded = upgrade_note(db.migration)
@@ -52,8 +52,21 @@ def open_database_or_fail(url: str, starts: bool = False, say_new: bool = True) 
     return db
 
 
-# How a command refused an upgrade (others use the database) may go ahead all the same.
-UPGRADE_ANYWAY = "run 'python main.py db upgrade --force' to upgrade it anyway, then this command again"
+def upgrade_anyway(url: str) -> str:
+    """How a command refused an upgrade of the database at ``url`` (others use it) may go ahead all the same: the
+    ``db upgrade --force`` to run, with ``--db`` where ``url`` is not the default database, its password hidden. Why:
+    the advice left the ``--db`` out, so followed as written ``db upgrade`` upgraded the default database (or made an
+    empty one there) and the refused one stayed as it was (a session-52 audit)."""
+    import shlex
+
+    from app.paths import default_database_url
+    from app.services.station import holds_password, shown_url
+
+    argv = ["db", "upgrade", "--force"]
+    if url != default_database_url():
+        argv += ["--db", shown_url(url)]
+    secret = " (with its password where *** stands)" if holds_password(url) else ""
+    return f"run `python main.py {shlex.join(argv)}`{secret} to upgrade it anyway, then this command again"
 
 
 @contextlib.contextmanager

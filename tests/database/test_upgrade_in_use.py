@@ -6,6 +6,8 @@ version had it open; that station went on writing without the newer version's bo
 """
 from __future__ import annotations
 
+import re
+import shlex
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.cli import main
+from app.commands import upgrade_anyway
+from app.paths import default_database_url
 from database import migrate as mig
 from database import open_database
 from database.engine import PendingUpgrade
@@ -124,13 +128,55 @@ def test_other_commands_refuse_to_upgrade_under_an_older_station_as_db_upgrade_d
             assert f"stays at schema revision {OLD}, which this version cannot use. It is in use now by: " in err, argv
             assert ("another program that has the file open" in err) if url.startswith("sqlite") else \
                 ("1 connection of " in err)
-            assert "or run 'python main.py db upgrade --force' to upgrade it anyway, then this command again" in err
+            assert "or run `python main.py db upgrade --force --db " in err, argv
+            assert "` to upgrade it anyway, then this command again" in err, argv
             assert _revision(url) == OLD
     finally:
         older_station.dispose()
     assert main(["classes", "list", "--db", url]) == 0
     assert f"note: The database was upgraded from schema {OLD} to {mig.head_revision()}" in capsys.readouterr().err
     assert _revision(url) == mig.head_revision()
+
+
+def test_the_advice_of_a_refused_command_upgrades_the_database_it_was_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session-52 audit: a command refused to upgrade an older database another program had open, and said to "run
+    'python main.py db upgrade --force' … then this command again", without the --db it had been given: followed as
+    written, `db upgrade` upgraded the default database (here it made a new, empty one) and the refused one stayed
+    old. The advice names that --db (quoted for a shell), and run as it says it upgrades that database."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(home))
+    monkeypatch.delenv("INSPECTION_STATION_DB", raising=False)
+    (tmp_path / "line 2").mkdir()
+    url = f"sqlite:///{(tmp_path / 'line 2' / 'project.sqlite').as_posix()}"
+    old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
+    older_station = create_engine(url)
+    with older_station.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode = WAL")   # as every station's connection sets it
+        conn.execute(text("SELECT count(*) FROM images")).scalar()   # its pool keeps the connection open
+    try:
+        assert main(["classes", "list", "--db", url]) == 2
+        advice = re.search(r"or run [`'](python main\.py db upgrade .*?)[`'] to upgrade it anyway, then this command",
+                           capsys.readouterr().err)
+        assert advice is not None
+        argv = shlex.split(advice.group(1))
+        assert main(argv[2:]) == 0   # followed as it says
+    finally:
+        older_station.dispose()
+    assert _revision(url) == mig.head_revision()
+    assert not (home / "station.sqlite").exists()   # the default database was not made, nor touched
+    assert argv == ["python", "main.py", "db", "upgrade", "--force", "--db", url]
+
+
+def test_the_advice_names_no_db_for_the_default_database_and_hides_a_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default database needs no --db (a bare `db upgrade` opens it); a server URL's password is never printed."""
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("INSPECTION_STATION_DB", raising=False)
+    assert "`python main.py db upgrade --force` to upgrade" in upgrade_anyway(default_database_url())
+    said = upgrade_anyway("postgresql+psycopg://inspector:s3cret@db-host/line2")
+    assert "--db 'postgresql+psycopg://inspector:***@db-host/line2'" in said and "s3cret" not in said
+    assert "with its password where *** stands" in said
 
 
 def test_db_upgrade_goes_ahead_when_nobody_else_uses_the_database(url: str, capsys: pytest.CaptureFixture[str]) -> None:
