@@ -556,8 +556,11 @@ def failed_images(db: "Database", job_id: int) -> list[tuple[str, str]]:
 
 # The exit status of ``python main.py worker`` that stopped because a newer version of the station upgraded the
 # database's schema under it (``newer_schema_stop``): the station's Jobs dock says why instead of an exit code, and
-# does not start it again (an older worker cannot open the upgraded database).
-NEWER_SCHEMA_EXIT = 3
+# does not start it again (an older worker cannot open the upgraded database) once the database confirms it.
+# 75 is sysexits.h's EX_TEMPFAIL (the work is not lost: a newer worker takes it); a status no runtime gives on its own.
+# Why not 3, as before: 3 is also what the C runtime's abort() exits with on Windows, so a native crash there read as
+# "upgraded by a newer version" and no worker was started again for the rest of the session (a session-52 audit).
+NEWER_SCHEMA_EXIT = 75
 
 
 def newer_schema_stop(revision: str | None = None) -> str:

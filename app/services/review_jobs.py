@@ -305,8 +305,9 @@ class ReviewJobs:
 
     def check_worker(self, work_waiting: bool) -> WorkerStatus:
         """Notice a worker that exited; start one while jobs wait (unless it keeps crashing)."""
+        upgraded = self._upgraded_under_worker()   # before the lock: a read, which a submission must not wait on
         with self._lock:
-            self._notice_exit()
+            self._notice_exit(upgraded)
             now = time.monotonic()   # stops older than the window no longer count (the give-up lasted for good)
             self._crashes = [t for t in self._crashes if now - t < self.RESTART_WINDOW_S]
             if work_waiting and self._worker is None and not self._closed:
@@ -322,14 +323,36 @@ class ReviewJobs:
             alive = self.worker_alive()
             return WorkerStatus(alive, self.worker_pid(), self._restarts, self._event, self._event_id)
 
-    def _notice_exit(self) -> None:
-        """Record a worker that exited (the crash list, the event line); call with the lock held."""
+    def _upgraded_under_worker(self) -> bool | None:
+        """For a worker that exited ``NEWER_SCHEMA_EXIT``: whether the database confirms that a newer version upgraded
+        it (``Database.schema_changed``, one small read), else None. A read that fails confirms nothing (False: a crash,
+        restarted as any). Why ask: any program may exit with that status, and a worker taken for outdated is never
+        started again in this session (a session-52 audit: it was status 3, also the C runtime's abort() on Windows).
+        Called on the Jobs panel's polling thread (``snapshot``), never the GUI thread, and outside the lock."""
+        from app.services.prelabel import NEWER_SCHEMA_EXIT
+        from database.errors import DatabaseError
+        w = self._worker
+        if w is None or w.alive() or w.process.returncode != NEWER_SCHEMA_EXIT:
+            return None
+        try:
+            return self.db.schema_changed() is not None
+        except DatabaseError as exc:
+            log.warning("worker exited %s; the database's schema could not be read (%s): taken for a crash",
+                        NEWER_SCHEMA_EXIT, exc)
+            return False
+
+    def _notice_exit(self, upgraded: bool | None = None) -> None:
+        """Record a worker that exited (the crash list, the event line); call with the lock held. One that exited
+        ``NEWER_SCHEMA_EXIT`` is left for the poll until ``upgraded`` says what the database answered
+        (``_upgraded_under_worker``): outdated when it confirms, else a crash."""
         from app.services.prelabel import NEWER_SCHEMA_EXIT, newer_schema_stop
         w = self._worker
         if w is not None and not w.alive():
             code = w.process.returncode
+            if code == NEWER_SCHEMA_EXIT and upgraded is None:
+                return   # the poll reads the schema first (not here: a submission calls this on the GUI thread)
             self._worker = None
-            if code == NEWER_SCHEMA_EXIT:
+            if code == NEWER_SCHEMA_EXIT and upgraded:
                 # Said, not restarted: a worker of this version cannot open the upgraded database (it failed on each
                 # start, three times, and the dock said only "stopped (exit code 2)").
                 self._outdated = True
@@ -353,8 +376,8 @@ class ReviewJobs:
             if self._closed or (self._worker is not None and self._worker.alive()):
                 return
             self._notice_exit()  # a worker that died unnoticed (a job submitted before the next poll)
-            if self._outdated:   # the event line says why no worker runs
-                return
+            if self._outdated or self._worker is not None:   # the event line says why no worker runs; or the poll
+                return                                       # has yet to ask the database why it stopped
             data_dir().mkdir(parents=True, exist_ok=True)
             # The worker stops by itself if this station dies without closing (killed, X gone).
             self._worker = start_worker_process(self.db_url, self.device, log_path=data_dir() / "worker.log",

@@ -375,6 +375,8 @@ def test_a_worker_stopped_by_a_newer_versions_upgrade_is_said_and_not_restarted(
     """A session-52 audit's older worker, stopped since on a database a newer version upgraded (``NEWER_SCHEMA_EXIT``):
     the Jobs dock said only "stopped (exit code N)" and started it again while jobs waited, each new one failing to open
     the upgraded database. It says why, and no worker is started again, by the poll or by a new job."""
+    from sqlalchemy import text
+
     from app.services.prelabel import NEWER_SCHEMA_EXIT, newer_schema_stop
 
     started = _fake_worker_starts(tmp_path, monkeypatch, 300)
@@ -382,11 +384,47 @@ def test_a_worker_stopped_by_a_newer_versions_upgrade_is_said_and_not_restarted(
     try:
         jobs = ReviewJobs(db, "unused")
         jobs.ensure_worker()
+        with db.engine.begin() as conn:   # what a newer version's migration leaves: a revision this one does not know
+            conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_a_newer_station'"))
         started[0].die(NEWER_SCHEMA_EXIT)
+        jobs.ensure_worker()   # a job queued before the poll noticed: it starts none, and leaves the stop to the poll
+        assert len(started) == 1
         st = jobs.check_worker(True)
         assert not st.alive and st.event is not None and "exit code" not in st.event
         assert st.event.endswith(f"and is not restarted: {newer_schema_stop()}")
         jobs.ensure_worker()   # a job queued meanwhile
         assert not jobs.check_worker(True).alive and len(started) == 1
+    finally:
+        db.close()
+
+
+def test_a_worker_exiting_the_newer_schema_status_on_a_database_at_head_is_a_crash_and_restarted(
+        tmp_path: Path, monkeypatch) -> None:
+    """A session-52 audit: any worker exit status 3 was taken for "upgraded by a newer version", and no worker was
+    started again for the rest of the session; 3 is also what the C runtime's abort() exits with on Windows, so a
+    native crash there left the Jobs dock saying "… is not restarted: the database was upgraded by a newer version"
+    on a database nobody had upgraded, and the jobs waited for good. Now the status is one no runtime gives, and the
+    station asks the database before it believes it: at this version's head, or unreadable, it is a crash, said with
+    its exit code, and a new worker is started."""
+    from app.services.prelabel import NEWER_SCHEMA_EXIT
+    from database.errors import DatabaseError
+
+    assert NEWER_SCHEMA_EXIT not in (1, 2, 3, 120)   # Python's own statuses, and abort()'s on Windows
+    started = _fake_worker_starts(tmp_path, monkeypatch, 400)
+    db = open_database(f"sqlite:///{(tmp_path / 's.sqlite').as_posix()}")
+    try:
+        jobs = ReviewJobs(db, "unused")
+        jobs.ensure_worker()
+        started[0].die(NEWER_SCHEMA_EXIT)
+        st = jobs.check_worker(True)
+        assert st.alive and len(started) == 2 and st.event is not None
+        assert f"stopped (exit code {NEWER_SCHEMA_EXIT})" in st.event and "a new one was started (pid 401)" in st.event
+
+        def unreadable() -> None:
+            raise DatabaseError("cannot reach the database")
+        monkeypatch.setattr(db, "schema_changed", unreadable)
+        started[1].die(NEWER_SCHEMA_EXIT)   # and the read that would confirm it fails: a crash too
+        st = jobs.check_worker(True)
+        assert st.alive and len(started) == 3 and "a new one was started (pid 402)" in (st.event or "")
     finally:
         db.close()
