@@ -5,7 +5,9 @@
 Writes a valid PNG of about ``--mib`` MiB (16-bit RGBA, stored without compression, in 1 MiB IDAT chunks) to a
 temporary folder, then runs ``refusal_before_decoding(path, chunks=True)`` (what ``ReviewService.save`` and the
 export ask) twice on it: the first reads its chunks, the second finds the answer remembered for the unchanged file.
-Prints each call's time and how much the process's peak resident memory grew (``ru_maxrss``, Linux: KiB).
+The baseline, run last in the same process, is what the check did before it streamed: the whole file read into
+memory and ``png_damage`` run over its bytes. Prints each call's time, how much the process's peak resident memory
+grew (``ru_maxrss``, Linux: KiB; the baseline runs last because a peak only rises) and the ratios to the baseline.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import time
 import zlib
 from pathlib import Path
 
-from inference.imageio import PNG_SIGNATURE, refusal_before_decoding
+import numpy as np
+
+from inference.imageio import PNG_SIGNATURE, png_damage, refusal_before_decoding
 
 WIDTH = 4096   # 16-bit RGBA: 32 KiB a row
 
@@ -54,12 +58,19 @@ def main() -> None:
         path = Path(tmp) / "big.png"
         write_png(path, args.mib)
         print(f"{path.stat().st_size / 2**20:.0f} MiB PNG")
-        for call in ("first check", "second check (unchanged file)"):
+        rows = []
+        for call in ("first check", "second check (unchanged file)", "baseline: whole file read, then png_damage"):
             before, start = peak_kib(), time.perf_counter()
-            answer = refusal_before_decoding(path, chunks=True)
+            if call.startswith("baseline"):
+                answer = png_damage(np.frombuffer(path.read_bytes(), np.uint8))[0]
+            else:
+                answer = refusal_before_decoding(path, chunks=True)
             took = time.perf_counter() - start
-            print(f"{call}: {took * 1000:.1f} ms, peak memory +{(peak_kib() - before) / 1024:.1f} MiB, "
-                  f"answer {answer!r}")
+            rows.append((call, took, (peak_kib() - before) / 1024))
+            print(f"{call}: {took * 1000:.1f} ms, peak memory +{rows[-1][2]:.1f} MiB, answer {answer!r}")
+        base_s, base_mib = rows[-1][1], rows[-1][2]
+        for call, took, mib in rows[:-1]:
+            print(f"{call}: {took / base_s:.3f} x the baseline's time, {mib / max(base_mib, 1e-9):.3f} x its memory")
 
 
 if __name__ == "__main__":
