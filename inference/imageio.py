@@ -139,7 +139,8 @@ def refusal_before_decoding(path: str | os.PathLike, chunks: bool = False) -> st
         if (reason := _header_refusal(p, head)) is not None:
             return reason
         if chunks and head[:8] == PNG_SIGNATURE:
-            damage = _png_file_damage(os.path.realpath(p), st.st_size, st.st_mtime_ns)
+            damage = _png_file_damage(os.path.realpath(p), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev,
+                                      st.st_ctime_ns)
             if damage:
                 return f"not a decodable image (damaged PNG: {damage})"
     except ImageReadError as exc:
@@ -150,14 +151,19 @@ def refusal_before_decoding(path: str | os.PathLike, chunks: bool = False) -> st
 
 
 @functools.lru_cache(maxsize=4096)
-def _png_file_damage(resolved: str, size: int, mtime_ns: int) -> str | None:
-    """``png_damage``'s reason for the PNG file at ``resolved`` (of ``size`` bytes, modified at ``mtime_ns``), read
-    chunk by chunk from the file, and remembered for that path, size and time.
+def _png_file_damage(resolved: str, size: int, mtime_ns: int, inode: int, device: int, ctime_ns: int) -> str | None:
+    """``png_damage``'s reason for the PNG file at ``resolved`` (of ``size`` bytes, modified at ``mtime_ns``, the file
+    ``inode`` on ``device``, its status changed at ``ctime_ns``), read chunk by chunk from the file, and remembered
+    for all of these together.
 
     Why: every label saved on a PNG asks it (``ReviewService.save``, on the label-writes thread) and the export asks
     it for each file; reading the whole file into memory took 688 ms and 574 MiB more peak memory per save of a valid
     286 MiB PNG (a session-52 review), later saves queueing behind it. The walk holds ``_PNG_PIECE`` at a time, and a
-    file saved on again unchanged is not read again; a changed file (a new size or time) is. An OSError is not
+    file saved on again unchanged is not read again; a changed file is. Size and modification time alone did not tell:
+    ``cp -p``, ``shutil.copy2`` and Explorer's copy keep the source's time, so a damaged copy of the same size put over
+    a checked file kept its "not damaged" answer, and a mended one stayed refused (a session-52 audit). A file put in
+    place gets a new inode, or a new change time (``st_ctime_ns`` on POSIX, which no copy tool can set back; on
+    Windows Python 3.11 gives the creation time there, which a copy over an existing file keeps). An OSError is not
     remembered (the caller says it)."""
     with open(resolved, "rb") as f:
         f.seek(len(PNG_SIGNATURE))

@@ -133,3 +133,40 @@ def test_an_unchanged_png_is_not_read_again_and_a_changed_one_is(tmp_path: Path,
     reads.clear()
     assert refusal_before_decoding(path, chunks=True) is None
     assert len(reads.sizes) > 1
+
+
+def _copy_keeping_time(source: Path, target: Path, mtime_ns: int) -> None:
+    """``source`` copied over ``target`` as ``cp -p`` does (``shutil.copy2``: the same inode, the source's time), that
+    time being ``mtime_ns``; its change time made to move where the clock's grain left it as it was."""
+    import shutil
+    import time
+
+    before = target.stat().st_ctime_ns if target.exists() else None
+    shutil.copy2(source, target)
+    os.utime(target, ns=(mtime_ns, mtime_ns))
+    while target.stat().st_ctime_ns == before:   # a coarse clock: the same tick as the last check
+        time.sleep(0.01)
+        os.utime(target, ns=(mtime_ns, mtime_ns))
+
+
+@pytest.mark.parametrize("first, then", [("valid", "crc"), ("crc", "valid")])
+def test_a_same_size_copy_keeping_the_time_is_read_again(tmp_path: Path, first: str, then: str) -> None:
+    """A session-52 audit: the answer was remembered for the file's path, size and modification time only, which
+    ``cp -p``, ``shutil.copy2`` and Explorer's copy keep from the source: a damaged copy of the same size put over a
+    checked good file passed (its labels accepted, exported as good data), and a mended copy put over a damaged one
+    stayed refused. The file's inode, device and change time (which no copy tool sets back) are remembered too."""
+    png = big_png()
+    sources = {"valid": tmp_path / "good.png", "crc": tmp_path / "bad.png"}
+    sources["valid"].write_bytes(png)
+    sources["crc"].write_bytes(damaged(png, "crc"))
+    assert len(damaged(png, "crc")) == len(png)
+    mtime = sources["valid"].stat().st_mtime_ns
+    part = tmp_path / "lot" / "part.png"
+    part.parent.mkdir()
+    expected = {"valid": None, "crc": "not a decodable image (damaged PNG: CRC error in chunk 'IDAT')"}
+    _copy_keeping_time(sources[first], part, mtime)
+    assert refusal_before_decoding(part, chunks=True) == expected[first]
+    inode = part.stat().st_ino
+    _copy_keeping_time(sources[then], part, mtime)
+    assert (part.stat().st_ino, part.stat().st_size, part.stat().st_mtime_ns) == (inode, len(png), mtime)
+    assert refusal_before_decoding(part, chunks=True) == expected[then]
