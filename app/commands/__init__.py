@@ -54,19 +54,19 @@ def open_database_or_fail(url: str, starts: bool = False, say_new: bool = True) 
 
 def upgrade_anyway(url: str) -> str:
     """How a command refused an upgrade of the database at ``url`` (others use it) may go ahead all the same: the
-    ``db upgrade --force`` to run, with ``--db`` where ``url`` is not the default database, its password hidden. Why:
-    the advice left the ``--db`` out, so followed as written ``db upgrade`` upgraded the default database (or made an
-    empty one there) and the refused one stayed as it was (a session-52 audit)."""
-    import shlex
-
+    ``db upgrade --force`` to run, with ``--db`` where ``url`` is not the default database, its password hidden,
+    quoted for this machine's shell (``shell_join``). Why: the advice left the ``--db`` out, so followed as written
+    ``db upgrade`` upgraded the default database (or made an empty one there) and the refused one stayed as it was (a
+    session-52 audit)."""
     from app.paths import default_database_url
     from app.services.station import holds_password, shown_url
+    from inference.shell_words import shell_join
 
     argv = ["db", "upgrade", "--force"]
     if url != default_database_url():
         argv += ["--db", shown_url(url)]
     secret = " (with its password where *** stands)" if holds_password(url) else ""
-    return f"run `python main.py {shlex.join(argv)}`{secret} to upgrade it anyway, then this command again"
+    return f"run `python main.py {shell_join(argv)}`{secret} to upgrade it anyway, then this command again"
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from types import FrameType
 
 from app.cli import CommandError
 from inference import families
+from inference.shell_words import shell_join
 
 INTERRUPTED_EXIT = 130
 
@@ -78,7 +78,7 @@ def indexed_images(db_url: str, folder: str) -> tuple[Path, tuple[Path, ...]]:
 
 
 def _command_line(argv: list[str]) -> str:
-    return "python main.py " + shlex.join(argv)
+    return "python main.py " + shell_join(argv)
 
 
 def _use_flags(args: argparse.Namespace) -> list[str]:
@@ -141,5 +141,5 @@ def run(args: argparse.Namespace) -> int:
     else:  # one line says where it went ("done: pretrained … in X" said it too, a session-49 audit), then how to use it
         print(f"pretrained {args.family} written to {model_dir}\n"
               f"use it: python main.py train {args.family} --data DATA --out MODEL --init {model_dir} "
-              f"{shlex.join(_use_flags(args))}")
+              f"{shell_join(_use_flags(args))}")
     return 0

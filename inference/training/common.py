@@ -168,7 +168,8 @@ def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
 
 def command_line() -> str:
     """The command this process runs, as a person would type it (for cards and records)."""
-    import shlex
     import sys
+
+    from inference.shell_words import shell_join
     on_main = Path(sys.argv[0]).name == "main.py"
-    return "python main.py " + shlex.join(sys.argv[1:]) if on_main else shlex.join(sys.argv)
+    return "python main.py " + shell_join(sys.argv[1:]) if on_main else shell_join(sys.argv)

@@ -179,6 +179,22 @@ def test_the_advice_names_no_db_for_the_default_database_and_hides_a_password(
     assert "with its password where *** stands" in said
 
 
+def test_the_advice_quotes_the_db_for_cmd_on_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session-52 audit: the advice quoted its --db for a POSIX shell only, in single quotes, which cmd.exe passes on
+    as they are: on a Windows station `--db 'sqlite:///D:/line 2/a.sqlite'` reached `db upgrade` as two words, quotes
+    and all. On Windows it is quoted as its programs read their command line (double quotes); elsewhere as before."""
+    from inference import shell_words
+    from inference.shell_words import shell_join
+
+    monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("INSPECTION_STATION_DB", raising=False)
+    url = "sqlite:///D:/line 2/a.sqlite"
+    assert "`python main.py db upgrade --force --db 'sqlite:///D:/line 2/a.sqlite'` to upgrade" in upgrade_anyway(url)
+    monkeypatch.setattr(shell_words, "WINDOWS", True)
+    assert '`python main.py db upgrade --force --db "sqlite:///D:/line 2/a.sqlite"` to upgrade' in upgrade_anyway(url)
+    assert shell_join(["--db", "sqlite:///D:/lines/a.sqlite", ""]) == '--db sqlite:///D:/lines/a.sqlite ""'
+
+
 def test_db_upgrade_goes_ahead_when_nobody_else_uses_the_database(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
     _worker_row(url, beat_s_ago=600)   # a worker that died long ago: stale by requeue_stale's rule
