@@ -139,8 +139,10 @@ def refusal_before_decoding(path: str | os.PathLike, chunks: bool = False) -> st
         if (reason := _header_refusal(p, head)) is not None:
             return reason
         if chunks and head[:8] == PNG_SIGNATURE:
-            damage = _png_file_damage(os.path.realpath(p), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev,
-                                      st.st_ctime_ns)
+            resolved = os.path.realpath(p)
+            damage = (_png_file_damage(resolved, st.st_size) if not REMEMBER_PNG_ANSWERS else
+                      _png_file_damage_remembered(resolved, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev,
+                                                  st.st_ctime_ns))
             if damage:
                 return f"not a decodable image (damaged PNG: {damage})"
     except ImageReadError as exc:
@@ -150,25 +152,35 @@ def refusal_before_decoding(path: str | os.PathLike, chunks: bool = False) -> st
     return None
 
 
-@functools.lru_cache(maxsize=4096)
-def _png_file_damage(resolved: str, size: int, mtime_ns: int, inode: int, device: int, ctime_ns: int) -> str | None:
-    """``png_damage``'s reason for the PNG file at ``resolved`` (of ``size`` bytes, modified at ``mtime_ns``, the file
-    ``inode`` on ``device``, its status changed at ``ctime_ns``), read chunk by chunk from the file, and remembered
-    for all of these together.
-
-    Why: every label saved on a PNG asks it (``ReviewService.save``, on the label-writes thread) and the export asks
-    it for each file; reading the whole file into memory took 688 ms and 574 MiB more peak memory per save of a valid
-    286 MiB PNG (a session-52 review), later saves queueing behind it. The walk holds ``_PNG_PIECE`` at a time, and a
-    file saved on again unchanged is not read again; a changed file is. Size and modification time alone did not tell:
-    ``cp -p``, ``shutil.copy2`` and Explorer's copy keep the source's time, so a damaged copy of the same size put over
-    a checked file kept its "not damaged" answer, and a mended one stayed refused (a session-52 audit). A file put in
-    place gets a new inode, or a new change time (``st_ctime_ns`` on POSIX, which no copy tool can set back; on
-    Windows Python 3.11 gives the creation time there, which a copy over an existing file keeps). An OSError is not
-    remembered (the caller says it)."""
+def _png_file_damage(resolved: str, size: int) -> str | None:
+    """``png_damage``'s reason for the PNG file at ``resolved`` (of ``size`` bytes), read chunk by chunk from the file:
+    ``_PNG_PIECE`` at a time, never the whole file (every label saved on a PNG asks it, on the label-writes thread,
+    and the export asks it for each file; reading the whole file into memory took 688 ms and 574 MiB more peak memory
+    per save of a valid 286 MiB PNG, later saves queueing behind it: a session-53 review)."""
     with open(resolved, "rb") as f:
         f.seek(len(PNG_SIGNATURE))
         damage, _ = _png_chunk_damage(f.read, size)
     return damage
+
+
+# Whether a PNG's chunk check is remembered for an unchanged file: not on Windows (``_png_file_damage_remembered``).
+REMEMBER_PNG_ANSWERS = os.name != "nt"
+
+
+@functools.lru_cache(maxsize=4096)
+def _png_file_damage_remembered(resolved: str, size: int, mtime_ns: int, inode: int, device: int,
+                                ctime_ns: int) -> str | None:
+    """``_png_file_damage``, remembered for the file as these describe it (``size`` bytes, modified at ``mtime_ns``,
+    the file ``inode`` on ``device``, its status changed at ``ctime_ns``), so a file saved on again unchanged is not
+    read again. POSIX only.
+
+    Why all of them: ``cp -p``, ``shutil.copy2`` and Explorer's copy keep the source's modification time, so with size
+    and time alone a damaged copy of the same size put over a checked file kept its "not damaged" answer, and a mended
+    one stayed refused (a session-53 review). A file put in place gets a new inode or a new change time, which no copy
+    tool can set back. On Windows Python 3.11 gives the creation time as ``st_ctime`` and a copy over an existing file
+    keeps it and the file id, so nothing there tells such a copy: Windows reads the chunks each time (a streaming
+    walk: tens of milliseconds for a file of hundreds of MiB). An OSError is not remembered (the caller says it)."""
+    return _png_file_damage(resolved, size)
 
 
 def too_large(width: int, height: int) -> str:

@@ -170,3 +170,24 @@ def test_a_same_size_copy_keeping_the_time_is_read_again(tmp_path: Path, first: 
     _copy_keeping_time(sources[then], part, mtime)
     assert (part.stat().st_ino, part.stat().st_size, part.stat().st_mtime_ns) == (inode, len(png), mtime)
     assert refusal_before_decoding(part, chunks=True) == expected[then]
+
+
+def test_where_nothing_tells_a_copy_the_chunks_are_read_at_each_check(tmp_path: Path, monkeypatch) -> None:
+    """On Windows ``st_ctime`` is the creation time, which a copy over an existing file keeps with its file id, so a
+    remembered answer could outlive a damaged copy put in place (a session-53 review): there the chunks are read at
+    each check (``REMEMBER_PNG_ANSWERS`` false), and a same-size damaged copy keeping every time is caught."""
+    monkeypatch.setattr(imageio, "REMEMBER_PNG_ANSWERS", False)
+    path = tmp_path / "part.png"
+    png = big_png()
+    path.write_bytes(png)
+    assert refusal_before_decoding(path, chunks=True) is None
+    st = path.stat()
+    reads = _Reads(monkeypatch)
+    assert refusal_before_decoding(path, chunks=True) is None
+    assert len(reads.sizes) > 1   # unchanged, and read again: nothing remembered
+    reads.clear()
+    with open(path, "r+b") as f:   # the same file, the same size, every time put back
+        f.write(damaged(png, "crc"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert refusal_before_decoding(path, chunks=True) == "not a decodable image (damaged PNG: CRC error in chunk 'IDAT')"
+    assert len(reads.sizes) > 1   # the header, then the chunks again
