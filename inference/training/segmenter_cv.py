@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import torch
 
+from inference.shell_words import shell_join
 from inference.training.segmenter_fold_negatives import FOLD_SEED, fold_split, train_on_other_folds
 
 if TYPE_CHECKING:
@@ -552,7 +552,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: need --folds >= 2, --epochs >= 1, --check-frames >= 1 and at least one kind", file=sys.stderr)
         return 2
     set_threads(args.threads)
-    command = " ".join(shlex.quote(a) for a in ["python -m inference.training.segmenter_cv", *(argv if argv is not None else sys.argv[1:])])
+    # the program's three words apart, then its arguments quoted (it quoted "python -m …" as one word, a command no
+    # shell could run, into every card: seen by a session-53 fixer)
+    command = shell_join(["python", "-m", "inference.training.segmenter_cv",
+                          *(argv if argv is not None else sys.argv[1:])])
     try:
         t0 = time.monotonic()
         parts = cv_parts(args.data, args.folds, args.group_by)

@@ -191,6 +191,8 @@ def test_the_command_builds_an_ensemble_of_all_fold_networks_with_float16_member
     assert loaded.card["max_target_fraction"] == selection["max_target_fraction"]
     assert loaded.card["cross_validation"]["folds"] == 2 and "held_out_metrics" not in loaded.card
     assert "2 networks per frame" in loaded.card["cross_validation"]["note"]
+    # the command a card records runs as written: "python -m …" was quoted as one word (seen by a session-53 fixer)
+    assert loaded.card["command"].split()[:5] == ["python", "-m", "inference.training.segmenter_cv", "--data", str(root)]
     check = loaded.card["cross_validation"]["storage_check"]
     assert check["frames"] == 12 and 0 < check["max_abs_map_difference"] < 2e-3
     assert json.loads((out / "members" / "1" / "config.json").read_text())["storage_dtype"] == "float16"
