@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from app.cli import main
 from app.commands import upgrade_anyway
@@ -50,17 +50,24 @@ def _worker_row(url: str, beat_s_ago: float, host: str = "lab-pc", pid: int = 42
         engine.dispose()
 
 
+def _older_station(url: str) -> Engine:
+    """An older station's engine on ``url``: a pooled connection that has read (in WAL mode on SQLite, as every
+    station's connection sets it), kept open by its pool until the engine is disposed."""
+    older_station = create_engine(url)
+    with older_station.connect() as conn:
+        if url.startswith("sqlite"):
+            conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+        conn.execute(text("SELECT count(*) FROM images")).scalar()
+    return older_station
+
+
 def test_db_upgrade_refuses_while_an_older_station_has_the_database_open(url: str,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """The older station (a pooled connection that has read, and its worker's fresh heartbeat) is named, the database
     left at its revision; --force upgrades; once it is gone (connection closed, heartbeat stale) no --force is needed."""
     old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
     _worker_row(url, beat_s_ago=2)
-    older_station = create_engine(url)
-    with older_station.connect() as conn:
-        if url.startswith("sqlite"):
-            conn.exec_driver_sql("PRAGMA journal_mode = WAL")   # as every station's connection sets it
-        conn.execute(text("SELECT count(*) FROM images")).scalar()   # its pool keeps the connection open
+    older_station = _older_station(url)
     try:
         assert main(["db", "upgrade", "--db", url]) == 2
         err = capsys.readouterr().err
@@ -115,11 +122,7 @@ def test_other_commands_refuse_to_upgrade_under_an_older_station_as_db_upgrade_d
     upgrades it and says so on stderr."""
     monkeypatch.setenv("INSPECTION_STATION_HOME", str(tmp_path / "home"))
     old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
-    older_station = create_engine(url)
-    with older_station.connect() as conn:
-        if url.startswith("sqlite"):
-            conn.exec_driver_sql("PRAGMA journal_mode = WAL")   # as every station's connection sets it
-        conn.execute(text("SELECT count(*) FROM images")).scalar()   # its pool keeps the connection open
+    older_station = _older_station(url)
     try:
         for argv in (["worker", "--once", "--threads", "1"], ["classes", "list"],
                      ["retrain", "classifier", "--out", str(tmp_path / "models")]):
@@ -150,10 +153,7 @@ def test_the_advice_of_a_refused_command_upgrades_the_database_it_was_given(
     (tmp_path / "line 2").mkdir()
     url = f"sqlite:///{(tmp_path / 'line 2' / 'project.sqlite').as_posix()}"
     old_labelled_image(url, OLD, "a.png", "scratch", "accepted")
-    older_station = create_engine(url)
-    with older_station.connect() as conn:
-        conn.exec_driver_sql("PRAGMA journal_mode = WAL")   # as every station's connection sets it
-        conn.execute(text("SELECT count(*) FROM images")).scalar()   # its pool keeps the connection open
+    older_station = _older_station(url)
     try:
         assert main(["classes", "list", "--db", url]) == 2
         advice = re.search(r"or run [`'](python main\.py db upgrade .*?)[`'] to upgrade it anyway, then this command",
