@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from pathlib import Path
 
 from app.cli import CommandError
 from app.commands import open_database_or_fail, project_to_start
 from app.services.wording import agree, plural
+from inference.shell_words import shell_join
 
 
 def _show(routing) -> None:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         save_routing(db, merged)
         print("saved: they apply to the next pre-label job (`python main.py prelabel "
-              f"{shlex.quote(folder.root_path)}` runs the models they name where they have not answered yet)")
+              f"{shell_join([folder.root_path])}` runs the models they name where they have not answered yet)")
         if args.remove_unrouted:
             gone = remove_unrouted_answers(db, folder.id, merged)
             print(f"{plural(gone, 'answer')} of models these rules do not run on the folder's images removed; "

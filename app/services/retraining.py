@@ -44,6 +44,7 @@ from database.model_versions import json_safe as finite
 from database.states import ReviewState
 from inference import families
 from inference.imageio import IMAGE_SUFFIXES
+from inference.shell_words import shell_join
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,7 @@ def narrowing_note(within: AbstractSet[int] | None, others: tuple[str, ...] = ()
             return out + f"; the rules give the others to {named}: no other version holds reviewed labels either)"
         way_out = max(others, key=lambda n: reviewed.get(n, 0)) if reviewed is not None else others[0]
         out += (f"; the rules give the others to {named}: retrain that version "
-                f"(--version {shlex.quote(way_out)}, or select it in the Models dialog and retrain it there)")
+                f"(--version {shell_join([way_out])}, or select it in the Models dialog and retrain it there)")
     return out + ")"
 
 
