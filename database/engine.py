@@ -307,7 +307,7 @@ class Database:
     opening it made, None where it made none."""
 
     def __init__(self, engine: Engine, url: URL, migration: Migration | None = None,
-                 revision: str | None = None) -> None:
+                 revision: str | None = None, identity: str | None = None) -> None:
         self.engine = engine
         self.sa_url = url
         self.migration = migration
@@ -319,7 +319,7 @@ class Database:
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(engine.execution_options(write=True), expire_on_commit=False)
         self._idle_write_limit_s: float | None = None  # see end_idle_writes_after
-        self._identity: str | None = None  # see identity
+        self._identity = identity  # see identity
 
     @property
     def url(self) -> str:
@@ -428,20 +428,17 @@ class Database:
                     "are kept when the station closes).", found)
         return self._newer
 
+    @property
     def identity(self) -> str | None:
-        """The database's own id (``database_identity``, a random UUID made once by migration 0023), read once and kept:
-        a recovery file records it beside the file's path, and a start on the database moved to another folder still
-        knows the labels kept for it (a session-52 audit: matched by the path alone, they were "another database's"
-        for good). Kept from the first read, it is known when the database refuses reads later (its file deleted).
-        None where it cannot be read now (asked again next time) or the schema is older than 0023."""
-        if self._identity is None:
-            try:   # (a session: not the id of a file moved over the one opened)
-                with self.session() as s:
-                    found = s.execute(text("SELECT uid FROM database_identity WHERE id = 1")).scalar()
-            except DatabaseError as exc:
-                log.info("the database's id cannot be read: %s", exc)
-                return None
-            self._identity = str(found) if found is not None else None
+        """The SQLite database's own id (``database_identity``, a random UUID made once by migration 0023), read once by
+        ``open_database`` and kept: a recovery file records it beside the file's path, and a start on the database
+        moved to another folder still knows the labels kept for it (a session-52 audit: matched by the path alone,
+        they were "another database's" for good). Never read again here: a recovery file is written on the GUI thread
+        as the window closes, when the database may not answer at all (a session-52 audit: one read per file on a
+        PostgreSQL server gone silent stood the window still 25 s and more), and a file moved under the running
+        station refused the read, its files recording no id. None for a server database (its recovery files are
+        matched by its URL), an in-memory one, a schema older than 0023 opened without migrating, or a read that
+        failed at open."""
         return self._identity
 
     def revision(self) -> str | None:
@@ -617,4 +614,18 @@ def open_database(url: str, migrate: bool = True, *, busy_timeout_s: float = 10.
     except (sa_exc.SQLAlchemyError, sqlite3.Error) as exc:
         engine.dispose()
         raise translate(exc, sa_url) from None
-    return Database(engine, sa_url, migration, revision)
+    sqlite_file_opened = sa_url.get_backend_name() == "sqlite" and _sqlite_path(sa_url) is not None
+    return Database(engine, sa_url, migration, revision, _read_identity(engine) if sqlite_file_opened else None)
+
+
+def _read_identity(engine: Engine) -> str | None:
+    """The database's own id (``Database.identity``), read once as it is opened; None where it cannot be read (a schema
+    older than 0023 opened without migrating, a failed read): its recovery files then record none and are matched by
+    the file's path alone, as before the id."""
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT uid FROM database_identity WHERE id = 1")).scalar()
+    except (sa_exc.SQLAlchemyError, sqlite3.Error) as exc:
+        log.info("the database's id cannot be read: %s", exc)
+        return None
+    return None if found is None else str(found)

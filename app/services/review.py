@@ -886,7 +886,12 @@ class ReviewService:
         replacing the first) and the JSON, which ``recover`` looks for, is written whole or not at all. ``decided``:
         when each label was made (else now: the file's ``decided_at`` said the window's close, a session-48 probe).
         ``sources``: how each image came to be labelled (``save``'s ``source``): a "label next" label replayed from
-        its file was saved without it, so "label next" no longer counted it as chosen (a session-51 audit)."""
+        its file was saved without it, so "label next" no longer counted it as chosen (a session-51 audit).
+
+        It reads nothing from the database: the window writes them on the GUI thread as it closes, when the database
+        may be what fails (a session-52 audit: the id read here per file stood the window still 25 s and more on a
+        PostgreSQL server gone silent). The SQLite database's id is the one read when it was opened
+        (``Database.identity``); a server database's files record none, being matched by its URL."""
         root = folder or recovery_dir()
         root.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -903,7 +908,7 @@ class ReviewService:
                     "decided_at": (decided or {}).get(image_id, datetime.now(timezone.utc)).isoformat(
                         timespec="seconds"),
                     "author": self.settings.author, "db": self.db.url,
-                    "db_file": self._db_file(), "db_id": self.db.identity(),   # (``_this_database``)
+                    "db_file": self._db_file(), "db_id": self.db.identity,   # (``_this_database``)
                     "base_revision": (bases or {}).get(image_id),
                     "may_land": list((landing or {}).get(image_id, [])),
                     "path": path, "content_hash": digest, "source": (sources or {}).get(image_id)}
@@ -1116,7 +1121,7 @@ class ReviewService:
         if here is None:
             return meta.get("db") == self.db.url
         recorded = meta.get("db_file")
-        if isinstance(recorded, str) and isinstance(meta.get("db_id"), str) and meta["db_id"] == self.db.identity() \
+        if isinstance(recorded, str) and isinstance(meta.get("db_id"), str) and meta["db_id"] == self.db.identity \
                 and (moved_from := _real_path(Path(recorded))) is not None and not moved_from.exists():
             return True
         if not isinstance(recorded, str):

@@ -177,6 +177,6 @@ def test_each_database_has_its_own_id_kept_by_its_file(tmp_path) -> None:
     ids = []
     for name in ("a", "b", "a"):
         db = open_database(f"sqlite:///{tmp_path / name}.sqlite")
-        ids.append(db.identity())
+        ids.append(db.identity)
         db.close()
     assert all(isinstance(i, str) and len(i) == 32 for i in ids) and ids[0] == ids[2] != ids[1]

@@ -722,6 +722,58 @@ def test_a_recovery_file_is_replayed_on_its_database_moved_to_another_folder(fol
     db.close()
 
 
+def test_writing_a_recovery_file_reads_nothing_from_the_database(service, db, seeded, tmp_path):
+    """A session-52 audit: each recovery file written read the database's id from the database, on the GUI thread as
+    the window closed, just when the database may be failing: on a PostgreSQL server whose traffic was cut, writing
+    one stood the window still 25 s and more. The id is read once, when the database is opened, and kept."""
+    import json
+    import sqlite3
+
+    image_id = service.queue(QueueFilter(folder_id=seeded.id))[0].image_id
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, tmp_path / "rec",
+                           bases={image_id: 0})
+    assert statements == []
+    with sqlite3.connect(db.file) as conn:
+        (uid,), = conn.execute("SELECT uid FROM database_identity")
+    assert [json.loads(p.read_text())["db_id"] for p in (tmp_path / "rec").glob("*.json")] == [uid]
+
+
+def test_a_recovery_file_written_after_its_database_moved_under_the_station_is_replayed_there(folder, artifacts,
+                                                                                            tmp_path):
+    """A session-52 audit: the database's id was first read when a recovery file was written, and a SQLite file moved
+    while the station ran refused that read (replaced at its path), so the file recorded no id and the start on the
+    moved file counted its label as another database's. The id read at open is recorded, and the moved file replays
+    it."""
+    import json
+    import shutil
+    import sqlite3
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    (tmp_path / "line3").mkdir()
+    (tmp_path / "moved").mkdir()
+    line3, moved, rec = tmp_path / "line3" / "station.sqlite", tmp_path / "moved" / "station.sqlite", tmp_path / "rec"
+    db = open_database(f"sqlite:///{line3}")
+    service = ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+    image_id = service.queue(QueueFilter(folder_id=service.open_folder(folder).id))[0].image_id
+    with sqlite3.connect(line3) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")   # (the folder's rows in the file itself, which moves alone)
+    shutil.move(line3, moved)   # moved under the running station: its saves are refused from now on
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec,
+                           bases={image_id: 0})
+    recorded = [json.loads(p.read_text())["db_id"] for p in rec.glob("*.json")]
+    assert recorded != [None] and recorded == [db.identity]
+    db.close()
+    db = open_database(f"sqlite:///{moved}")
+    service = ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+    out = service.recover(rec)
+    assert (out.saved, out.elsewhere) == (1, 0)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
+    db.close()
+
+
 @pytest.mark.parametrize("fails", ["masks", "json"])
 def test_a_recovery_file_whose_write_fails_leaves_nothing_and_leftovers_are_swept(service, seeded, tmp_path,
                                                                                   monkeypatch, fails):
