@@ -335,6 +335,14 @@ class Database:
         return self._file
 
     @property
+    def file_inode(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the SQLite file opened, taken once when it was opened (None: not a SQLite file, or none
+        was there). A recovery file records it beside the database's id: a file moved within its filesystem keeps
+        it, while a copy (a backup) has its own, so a copy opened once the original has moved does not take the
+        original's labels by the id they share (``ReviewService._this_database``)."""
+        return self._file_id
+
+    @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 

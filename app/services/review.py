@@ -909,6 +909,7 @@ class ReviewService:
                         timespec="seconds"),
                     "author": self.settings.author, "db": self.db.url,
                     "db_file": self._db_file(), "db_id": self.db.identity,   # (``_this_database``)
+                    "db_inode": None if self.db.file_inode is None else list(self.db.file_inode),
                     "base_revision": (bases or {}).get(image_id),
                     "may_land": list((landing or {}).get(image_id, [])),
                     "path": path, "content_hash": digest, "source": (sources or {}).get(image_id)}
@@ -1113,16 +1114,20 @@ class ReviewService:
         that URL names read from the folder the station runs in.
 
         A file that also records the database's own id (``Database.identity``) is this one's where the ids are the
-        same and no file is left at the path it records: the database was moved to another folder (a session-52
-        audit: its labels were "another database's" at every start, never replayed). Where a file is still at that
-        path, the path decides as before: a copy of the database (a backup opened to look at it) has its id too, and
-        must not take the labels of the file it was copied from."""
+        same, the file opened is the one it was written on (the same (st_dev, st_ino), ``Database.file_inode``) and
+        no file is left at the path it records: the database was moved to another folder (a session-52 audit: its
+        labels were "another database's" at every start, never replayed). A copy of the database (a backup opened to
+        look at it) has its id too, and must not take the labels of the file it was copied from: while that file is
+        at the recorded path the path decides, and once it has moved the copy is another file (a session-53 review:
+        a backup opened first took, and removed, the moved original's labels). A move to another filesystem gives
+        the file another (st_dev, st_ino): its labels are another database's there, as before the id."""
         here = self.db.file
         if here is None:
             return meta.get("db") == self.db.url
         recorded = meta.get("db_file")
+        same_file = self.db.file_inode is not None and meta.get("db_inode") == list(self.db.file_inode)
         if isinstance(recorded, str) and isinstance(meta.get("db_id"), str) and meta["db_id"] == self.db.identity \
-                and (moved_from := _real_path(Path(recorded))) is not None and not moved_from.exists():
+                and same_file and (moved_from := _real_path(Path(recorded))) is not None and not moved_from.exists():
             return True
         if not isinstance(recorded, str):
             if meta.get("db") == self.db.url:

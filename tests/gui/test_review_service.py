@@ -722,6 +722,45 @@ def test_a_recovery_file_is_replayed_on_its_database_moved_to_another_folder(fol
     db.close()
 
 
+def test_a_backup_opened_after_its_database_moved_leaves_the_labels_kept_for_the_database(folder, artifacts,
+                                                                                         tmp_path):
+    """A session-52 audit (and its session-53 review): once a SQLite database had moved to another folder, any copy of
+    it (last night's backup opened to look at it) matched its recovery files by the database's id alone, and took
+    (and removed) the labels kept for the moved database. A file is matched by the id only where it is the file the
+    labels were made on (the same (st_dev, st_ino), which a move within a filesystem keeps and a copy does not): the
+    backup leaves them, and the moved database replays them."""
+    import shutil
+
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    for name in ("line3", "moved", "backup"):
+        (tmp_path / name).mkdir()
+    line3, moved, backup, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "moved" / "station.sqlite",
+                                 tmp_path / "backup" / "monday.sqlite", tmp_path / "rec")
+
+    def service_on(path: Path) -> tuple:
+        db = open_database(f"sqlite:///{path}")
+        return db, ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+
+    db, service = service_on(line3)
+    image_id = service.queue(QueueFilter(folder_id=service.open_folder(folder).id))[0].image_id
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec,
+                           bases={image_id: 0})
+    db.close()
+    shutil.copy(line3, backup)   # last night's backup
+    shutil.move(line3, moved)    # the database moved to another folder
+    db, service = service_on(backup)
+    out = service.recover(rec)
+    assert (out.saved, out.elsewhere) == (0, 1) and service.history(image_id) == []
+    assert len(list(rec.glob("*.json"))) == 1
+    db.close()
+    db, service = service_on(moved)
+    out = service.recover(rec)
+    assert (out.saved, out.elsewhere) == (1, 0)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
+    db.close()
+
+
 def test_writing_a_recovery_file_reads_nothing_from_the_database(service, db, seeded, tmp_path):
     """A session-52 audit: each recovery file written read the database's id from the database, on the GUI thread as
     the window closed, just when the database may be failing: on a PostgreSQL server whose traffic was cut, writing
