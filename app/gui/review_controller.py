@@ -1028,6 +1028,7 @@ class ReviewController(QObject):
         restored = replay and self._restore_replay(image_id, seq, state)
         if not restored:
             self._supersede_replay(image_id)
+            self._set_behind_aside(image_id)
         guess = None
         if self._shows(image_id):
             assert self.detail is not None
@@ -1603,6 +1604,34 @@ class ReviewController(QObject):
                 del self._behind[image_id]
             if self.image_id == image_id:
                 self.reload(image_id)
+
+    def _set_behind_aside(self, image_id: int) -> None:
+        """An edit of an image makes the labels of earlier sessions still waiting behind its shown one
+        (``adopt_recovered``) older than the edit: they go to recovery/conflicts, as a start sets aside a label made
+        before a newer save (``ReviewService.set_aside``), and the status bar says so. Replayed after the edit, the
+        next one was saved over the inspector's fresh correction where its file did not say its revision (a
+        session-53 review: the image's label went back to an earlier session's without a word)."""
+        queue = self._behind.pop(image_id, None)
+        if not queue:
+            return
+        name, folders, failed = self.named(image_id), set(), []
+        for r in queue:
+            try:
+                folders.add(str(self.service.set_aside(r)))
+            except OSError as exc:
+                log.warning("could not set aside %s: %s", r.path, exc)
+                failed.append(str(exc))
+        self.pending_changed.emit(self._waiting_count())
+        said = []
+        if (moved := len(queue) - len(failed)) > 0:
+            said.append(f"{plural(moved, 'label')} kept from an earlier session for {name} "
+                        f"{agree(moved, 'was', 'were')} set aside in {', '.join(sorted(folders))}: you labelled it "
+                        "since.")
+        if failed:
+            said.append(f"{plural(len(failed), 'label')} kept from an earlier session for {name} could not be set "
+                        f"aside ({failed[0]}): {agree(len(failed), 'it stays in its file', 'they stay in their files')}"
+                        " for the next start.")
+        self.message.emit(" ".join(said))
 
     def _waiting_count(self) -> int:
         """Labels waiting for the database: this window's and those of recovery files kept behind them."""

@@ -1066,7 +1066,7 @@ class ReviewService:
             saved = self.save(image_id, st, note, expected_revision=r.base, author=r.author, source=r.source,
                               wait_s=wait_s)
         except LabelGone:
-            _set_aside(r.path.parent, r.path)
+            self.set_aside(r)
             raise
         except LabelConflict:
             current = self.db.labels.current(image_id)
@@ -1079,10 +1079,18 @@ class ReviewService:
                 except LabelConflict:
                     current = self.db.labels.current(image_id)
             if saved is None and (current is None or not _label_from_revision(current).same_content(st)):
-                _set_aside(r.path.parent, r.path)
+                self.set_aside(r)
                 return ASIDE, None
         self.drop_recovery(r)
         return ("saved", saved) if saved is not None else ("held", None)
+
+    def set_aside(self, r: Replay) -> Path:
+        """Move a recovery file's label (its JSON and masks) to ``conflicts`` beside it, for a person to look at, never
+        replayed: one made before a newer label of its image, someone's saved since (``replay``) or the window's
+        inspector's edit made while it waited behind another (``ReviewController``). Returns that folder. ``OSError``
+        where a move fails (the file then stays where the next start looks)."""
+        _set_aside(r.path.parent, r.path)
+        return r.path.parent / CONFLICTS
 
     def drop_recovery(self, r: Replay) -> None:
         """Remove a recovery file whose label is in the database (``replay``) or that a newer one of this window

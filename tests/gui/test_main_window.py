@@ -735,6 +735,50 @@ def test_an_edit_on_a_label_kept_from_before_closed_unsaved_leaves_the_edit_alon
     db.close()
 
 
+@pytest.mark.parametrize("bases", ["known", "not known"])
+def test_an_edit_of_an_image_sets_aside_the_labels_kept_from_before_that_wait_behind_its_shown_one(
+        db_url, folder, artifacts, qtbot, bases):
+    """A session-52 audit's fix let several labels of one image kept from before a locked start wait one behind the
+    other; its session-53 review saw the inspector correct the image meanwhile: the correction was saved, then the
+    kept label waiting behind was replayed on top of it (history: the inspector's class, then alice's "scratches",
+    the image showing hers), the fresh correction replaced without a word; or, where its file said its revision, it
+    was said to be "someone" else's label that stands. Now the edit sets the labels waiting behind aside to
+    recovery/conflicts, as a start sets aside a label made before a newer save, and the status bar says so."""
+    from app.services.review import CONFLICTS, ReviewService, ReviewSettings, recovery_dir
+    from app.services.review_types import LabelState
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    based = {image_id: 0} if bases == "known" else None
+    for who, cls in (("alice", "scratches"), ("carol", "patches")):
+        ReviewService(db, ReviewSettings(reviewer=who), artifacts=artifacts).write_recovery(
+            {image_id: LabelState(class_name=cls, review_state="corrected")}, bases=based)
+    out = service.recover(wait_s=0.05)
+    assert len(out.waiting) == 2
+    shown, behind = out.waiting
+    win.review.adopt_recovered(out.waiting)
+    said: list[str] = []
+    boxes: list[str] = []
+    win.review.message.connect(said.append)
+    win.review.save_failed.connect(boxes.append)
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
+                    timeout=5000)
+    win.review.set_class(CLASSES[1])   # the inspector corrects what the image shows, now
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending() and not win.review._behind, timeout=15000)
+    qtbot.wait(300)   # (no replay left to land on top)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [(CLASSES[1], "tester")]
+    assert service.detail(image_id).label.class_name == win.review.label.class_name == CLASSES[1]
+    assert not list(recovery_dir().glob("*.json"))
+    assert [p.name for p in (recovery_dir() / CONFLICTS).glob("*.json")] == [behind.path.name]
+    assert boxes == []
+    assert (f"1 label kept from an earlier session for {win.review.named(image_id)} was set aside in "
+            f"{recovery_dir() / CONFLICTS}: you labelled it since.") in said
+    win.close()
+    db.close()
+
+
 def _kept_label_waiting(db_url, folder, artifacts, qtbot):
     """A window on a database another connection holds locked, with an earlier session's label ("scratches") of an
     image not on screen (never read by this window) kept in a recovery file, left waiting at start and taken by the
