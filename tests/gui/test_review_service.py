@@ -686,6 +686,34 @@ def test_a_recovery_file_made_through_a_link_is_replayed_on_the_file_the_link_na
     db.close()
 
 
+def _service_on(path: Path, artifacts) -> tuple:
+    """The SQLite database at ``path`` opened, and alice's review service on it."""
+    from app.services.review import ReviewService, ReviewSettings
+    from database.engine import open_database
+    db = open_database(f"sqlite:///{path}")
+    return db, ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
+
+
+def _label_kept_for(path: Path, folder, artifacts, rec: Path) -> int:
+    """The id of ``folder``'s first image, whose corrected label alice made on the database at ``path`` is kept in a
+    recovery file under ``rec`` (its base revision 0), the database closed."""
+    db, service = _service_on(path, artifacts)
+    image_id = service.queue(QueueFilter(folder_id=service.open_folder(folder).id))[0].image_id
+    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec,
+                           bases={image_id: 0})
+    db.close()
+    return image_id
+
+
+def _replayed_on(path: Path, artifacts, rec: Path, image_id: int) -> None:
+    """The database at ``path`` takes the label kept under ``rec``: one saved, none said as another's, alice's."""
+    db, service = _service_on(path, artifacts)
+    out = service.recover(rec)
+    assert (out.saved, out.elsewhere) == (1, 0)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
+    db.close()
+
+
 def test_a_recovery_file_is_replayed_on_its_database_moved_to_another_folder(folder, artifacts, tmp_path):
     """A session-52 audit: a recovery file named its database by the SQLite file's path alone, so once the file was
     moved to another folder the start counted its labels as "another database's" and never replayed them. Now the file
@@ -693,33 +721,19 @@ def test_a_recovery_file_is_replayed_on_its_database_moved_to_another_folder(fol
     the file it was copied from is still in place (a backup looked at) does not."""
     import shutil
 
-    from app.services.review import ReviewService, ReviewSettings
-    from database.engine import open_database
     (tmp_path / "line3").mkdir()
     (tmp_path / "moved").mkdir()
     line3, copy, moved, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "copy.sqlite",
                                tmp_path / "moved" / "station.sqlite", tmp_path / "rec")
 
-    def service_on(path: Path) -> tuple:
-        db = open_database(f"sqlite:///{path}")
-        return db, ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
-
-    db, service = service_on(line3)
-    image_id = service.queue(QueueFilter(folder_id=service.open_folder(folder).id))[0].image_id
-    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec,
-                           bases={image_id: 0})
-    db.close()
+    image_id = _label_kept_for(line3, folder, artifacts, rec)
     shutil.copy(line3, copy)
-    db, service = service_on(copy)
+    db, service = _service_on(copy, artifacts)
     out = service.recover(rec)
     assert (out.saved, out.elsewhere) == (0, 1) and service.history(image_id) == []
     db.close()
     shutil.move(line3, moved)   # the folder's database moved; the station's recovery files stay where they are
-    db, service = service_on(moved)
-    out = service.recover(rec)
-    assert (out.saved, out.elsewhere) == (1, 0)
-    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
-    db.close()
+    _replayed_on(moved, artifacts, rec, image_id)
 
 
 def test_a_backup_opened_after_its_database_moved_leaves_the_labels_kept_for_the_database(folder, artifacts,
@@ -731,34 +745,20 @@ def test_a_backup_opened_after_its_database_moved_leaves_the_labels_kept_for_the
     backup leaves them, and the moved database replays them."""
     import shutil
 
-    from app.services.review import ReviewService, ReviewSettings
-    from database.engine import open_database
     for name in ("line3", "moved", "backup"):
         (tmp_path / name).mkdir()
     line3, moved, backup, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "moved" / "station.sqlite",
                                  tmp_path / "backup" / "monday.sqlite", tmp_path / "rec")
 
-    def service_on(path: Path) -> tuple:
-        db = open_database(f"sqlite:///{path}")
-        return db, ReviewService(db, ReviewSettings(reviewer="alice"), artifacts=artifacts)
-
-    db, service = service_on(line3)
-    image_id = service.queue(QueueFilter(folder_id=service.open_folder(folder).id))[0].image_id
-    service.write_recovery({image_id: LabelState(class_name="scratches", review_state="corrected")}, rec,
-                           bases={image_id: 0})
-    db.close()
+    image_id = _label_kept_for(line3, folder, artifacts, rec)
     shutil.copy(line3, backup)   # last night's backup
     shutil.move(line3, moved)    # the database moved to another folder
-    db, service = service_on(backup)
+    db, service = _service_on(backup, artifacts)
     out = service.recover(rec)
     assert (out.saved, out.elsewhere) == (0, 1) and service.history(image_id) == []
     assert len(list(rec.glob("*.json"))) == 1
     db.close()
-    db, service = service_on(moved)
-    out = service.recover(rec)
-    assert (out.saved, out.elsewhere) == (1, 0)
-    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
-    db.close()
+    _replayed_on(moved, artifacts, rec, image_id)
 
 
 def test_writing_a_recovery_file_reads_nothing_from_the_database(service, db, seeded, tmp_path):
