@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import shlex
 import shutil
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -288,9 +287,9 @@ class RetrainPlan:
 
     def command_line(self) -> str:
         if self.head_only is not None:
-            return (f"python main.py retrain {self.family} --method {shlex.quote(self.head_method)} "
-                    f"--groups {shlex.quote(self.head_only)}")
-        return "python main.py train " + " ".join(shlex.quote(a) for a in (self.family, *self.train_args))
+            return "python main.py " + shell_join(["retrain", self.family, "--method", self.head_method,
+                                                   "--groups", self.head_only])
+        return "python main.py " + shell_join(["train", self.family, *self.train_args])
 
 
 def models_root(db_url: str) -> Path:

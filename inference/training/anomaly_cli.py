@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
 import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from inference import families
+from inference.shell_words import shell_join
 
 if TYPE_CHECKING:
     from inference.anomaly_predict import AnomalyNet
@@ -198,7 +198,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     created = not out.exists()
     try:
-        card = train(train_options(args, "python main.py train anomaly " + " ".join(shlex.quote(a) for a in sys.argv[3:])))
+        card = train(train_options(args, "python main.py train anomaly " + shell_join(sys.argv[3:])))
     except train_errors() as exc:
         if created:  # a refused run leaves no folder of its own (it left one holding only train_state.pt: a session-49 audit)
             shutil.rmtree(out, ignore_errors=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -131,13 +130,14 @@ def train_errors() -> tuple[type[Exception], ...]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from inference.training.common import command_line
     from inference.training.segmenter_cv import train_with_cv
     from inference.training.segmenter_train import require_targets, train
 
     if args.cv_folds == 1 or args.cv_folds < 0:
         return _error("--cv-folds must be 0 (off) or at least 2")
     try:
-        opts = train_options(args, " ".join(shlex.quote(a) for a in sys.argv))
+        opts = train_options(args, command_line())
         if args.networks != "one" and not args.cv_folds:
             raise ValueError("--networks pair needs --cv-folds (its views are chosen by the folds)")
         if args.cv_fold is not None and not args.cv_folds:

@@ -12,9 +12,7 @@ import dataclasses
 import json
 import logging
 import math
-import shlex
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from inference.segmenter_metrics import SegmentationMeter
 from inference.segmenter_predict import drop_large_components, largest_target_fraction, predict_probabilities
 from inference.training.common import (
     Progress,
+    command_line,
     deterministic_split,
     load_training_state,
     pick_device,
@@ -409,7 +408,7 @@ def _train_phase(opts: TrainOptions) -> Path:
                                     "larger predicted components are dropped from the mask",
         "training": training_record(opts),
         **({"init_model": init_record} if init_record else {}),
-        "command": opts.command or " ".join(shlex.quote(a) for a in sys.argv),
+        "command": opts.command or command_line(),
     }
     step = start_epoch * steps_per_epoch
     total_steps = opts.epochs * steps_per_epoch if opts.max_steps is None else min(opts.max_steps, opts.epochs * steps_per_epoch)
