@@ -229,8 +229,17 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     except Exception as exc:  # noqa: BLE001 - start-up must open the window; logged
         log.warning("could not replay saved labels: %s", exc)
     else:
-        if recovered.saved:
-            said.append(f"Saved {plural(recovered.saved, 'label')} kept from an earlier session.")
+        if recovered.saved - recovered.moved:
+            said.append(f"Saved {plural(recovered.saved - recovered.moved, 'label')} kept from an earlier session.")
+        if recovered.moved:
+            # taken by the database's id and its file's (st_dev, st_ino), which a copy given the moved file's freed
+            # inode shares: said, with where the copies are, never unseen (a session-53 review)
+            n = recovered.moved
+            moved = (f"{plural(n, 'label')} kept for {', '.join(recovered.moved_from)} {agree(n, 'was', 'were')} "
+                     f"saved on {recovered.moved_to}, taken to be that database moved; copies kept in "
+                     f"{recovered.replayed}.")
+            log.warning(moved)
+            said.append(moved)
         if recovered.waiting:
             # kept with the window's own waiting labels: shown, marked "not saved yet", saved by its retry
             window.review.adopt_recovered(recovered.waiting)   # (several of one image: one after the other)

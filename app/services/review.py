@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import logging
 import secrets
+import shutil
 import time
 import zipfile
 from dataclasses import dataclass, replace
@@ -960,6 +961,13 @@ class ReviewService:
         theirs unseen before); one the database already holds (the save landed after the file was written)
         is done. Files of another database are left alone, and counted (``elsewhere``).
 
+        A file taken to be this database's only because it is the database it records, moved (``_this_database``:
+        the same id and (st_dev, st_ino), nothing left at the recorded path), is copied to ``recovery/replayed`` before
+        it is replayed, and its saved labels are counted (``moved``, with the files named): a copy of the database
+        given the moved file's freed inode (a backup restored once the original went to another filesystem) is taken
+        for it too, and took the labels without a trace (a session-53 review); now they are on the file opened and
+        the copies say what they were, for a person to bring to the moved database.
+
         ``wait_s``: how long each save waits for another program's write lock (None: the busy timeout). A label
         refused as busy stays in its file and is returned in ``waiting``, and after ``BUSY_IN_A_ROW`` such
         refusals the rest are not tried (on SQLite the whole file is locked): the window's start-up held the GUI
@@ -967,15 +975,17 @@ class ReviewService:
         audit). The window keeps those waiting with its own labels and its retry saves them (``replay``)."""
         root = folder or recovery_dir()
         _sweep_leftovers(root)
-        saved, aside, unreadable, busy, elsewhere = 0, 0, 0, 0, 0
+        saved, aside, unreadable, busy, elsewhere, moved = 0, 0, 0, 0, 0, 0
         waiting: list[Replay] = []
+        moved_from: list[str] = []
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
             try:
                 try:
                     meta = read_json_bounded(meta_path)   # (a few hundred bytes: a large or deep file is not one)
                     if not isinstance(meta, dict):
                         raise ValueError("not a recovery file")
-                    if not self._this_database(meta):
+                    match = self._this_database(meta)
+                    if match is None:
                         elsewhere += 1   # said at start: kept, it no longer stays in recovery/ unseen
                         continue
                     arrays = recovery_arrays(meta_path.with_suffix(".npz"))
@@ -999,6 +1009,8 @@ class ReviewService:
                     _set_aside(root, meta_path)
                     unreadable += 1
                     continue
+                if match == MOVED:   # (an OSError: logged below, the file stays for the next start)
+                    _file_pair(meta_path, root / REPLAYED, copy=True)
                 mask, region = arrays.get("mask"), arrays.get("region")
                 shape = self._file_shape(int(meta["image_id"]))
                 other = self._other_image(int(meta["image_id"]), meta)
@@ -1044,11 +1056,16 @@ class ReviewService:
                     aside += 1
                 else:
                     saved += 1
+                    if match == MOVED:
+                        moved += 1
+                        if meta["db_file"] not in moved_from:
+                            moved_from.append(meta["db_file"])
             except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
         return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable else None, unreadable,
-                         tuple(waiting), elsewhere)
+                         tuple(waiting), elsewhere, moved, tuple(moved_from), self._db_file() if moved else None,
+                         str(root / REPLAYED) if moved else None)
 
     def replay(self, r: Replay, wait_s: float | None = None) -> tuple[str, Saved | None]:
         """Save one recovery file's label on the revision it was made on, under the inspector who made it (not
@@ -1113,13 +1130,14 @@ class ReviewService:
         here = self.db.file
         return None if here is None else str(_real_path(here) or here)
 
-    def _this_database(self, meta: dict[str, Any]) -> bool:
-        """Whether a recovery file was written on this database. For SQLite: on this file, however either URL was
-        spelled (a session-52 audit: a label kept by a station started with ``sqlite:///line3.sqlite`` was never
-        replayed by one opening the same file as ``sqlite:////abs/line3.sqlite``, nor the other way round, and two
-        files both opened as ``sqlite:///line3.sqlite`` from different folders took each other's). A file written
-        before it recorded the database's file (``db_file``) is this one's by its URL as written, or by the file
-        that URL names read from the folder the station runs in.
+    def _this_database(self, meta: dict[str, Any]) -> str | None:
+        """Whether a recovery file was written on this database: ``SAME`` where it names it (its file, or its URL),
+        ``MOVED`` where this is taken to be the database it names, moved, None where not. For SQLite: on this file,
+        however either URL was spelled (a session-52 audit: a label kept by a station started with
+        ``sqlite:///line3.sqlite`` was never replayed by one opening the same file as ``sqlite:////abs/line3.sqlite``,
+        nor the other way round, and two files both opened as ``sqlite:///line3.sqlite`` from different folders took
+        each other's). A file written before it recorded the database's file (``db_file``) is this one's by its URL as
+        written, or by the file that URL names read from the folder the station runs in.
 
         A file that also records the database's own id (``Database.identity``) is this one's where the ids are the
         same, the file opened is the one it was written on (the same (st_dev, st_ino), ``Database.file_inode``) and
@@ -1128,24 +1146,27 @@ class ReviewService:
         look at it) has its id too, and must not take the labels of the file it was copied from: while that file is
         at the recorded path the path decides, and once it has moved the copy is another file (a session-53 review:
         a backup opened first took, and removed, the moved original's labels). A move to another filesystem gives
-        the file another (st_dev, st_ino): its labels are another database's there, as before the id."""
+        the file another (st_dev, st_ino): its labels are another database's there, as before the id. The inode is
+        not proof: once the original has left its filesystem (moved away, or deleted), a copy made there afterwards
+        often gets its freed inode, and is taken for it; hence ``MOVED``, on which ``recover`` keeps a copy of each
+        file and says where its labels went."""
         here = self.db.file
         if here is None:
-            return meta.get("db") == self.db.url
+            return SAME if meta.get("db") == self.db.url else None
         recorded = meta.get("db_file")
         same_file = self.db.file_inode is not None and meta.get("db_inode") == list(self.db.file_inode)
         if isinstance(recorded, str) and isinstance(meta.get("db_id"), str) and meta["db_id"] == self.db.identity \
                 and same_file and (moved_from := _real_path(Path(recorded))) is not None and not moved_from.exists():
-            return True
+            return MOVED
         if not isinstance(recorded, str):
             if meta.get("db") == self.db.url:
-                return True
+                return SAME
             named = sqlite_file(meta["db"]) if isinstance(meta.get("db"), str) else None
             if named is None:
-                return False
+                return None
             recorded = str(named)
         theirs = _real_path(Path(recorded))
-        return theirs is not None and theirs == _real_path(here)
+        return SAME if theirs is not None and theirs == _real_path(here) else None
 
     def _other_image(self, image_id: int, meta: dict[str, Any]) -> str | None:
         """Why the image ``meta``'s label was made on is not ``image_id``'s now (None: it is, or the file does not
@@ -1204,14 +1225,22 @@ def _real_path(path: Path) -> Path | None:
 
 
 def _set_aside(root: Path, meta_path: Path) -> None:
-    """A recovery file and its masks to ``root/conflicts``, for a person to look at (never replayed). The masks go
-    first: a station killed between the two moves leaves the JSON where the next start looks, and that start moves it
-    after its masks (``recover``); moved second, the masks were left in ``root`` beside no JSON, the pair split for
-    good (a session-52 audit)."""
-    (root / CONFLICTS).mkdir(parents=True, exist_ok=True)
+    """A recovery file and its masks to ``root/conflicts``, for a person to look at (never replayed)."""
+    _file_pair(meta_path, root / CONFLICTS)
+
+
+def _file_pair(meta_path: Path, into: Path, copy: bool = False) -> None:
+    """Move (or ``copy``) a recovery file and its masks into the folder ``into``. The masks go first: a station killed
+    between the two moves leaves the JSON where the next start looks, and that start moves it after its masks
+    (``recover``); moved second, the masks were left in the recovery folder beside no JSON, the pair split for good
+    (a session-52 audit). ``OSError`` where a move or copy fails."""
+    into.mkdir(parents=True, exist_ok=True)
     for path in (meta_path.with_suffix(".npz"), meta_path):
         if path.exists():
-            path.replace(root / CONFLICTS / path.name)
+            if copy:
+                shutil.copy2(path, into / path.name)
+            else:
+                path.replace(into / path.name)
 
 
 def _sweep_leftovers(root: Path) -> None:
@@ -1276,6 +1305,13 @@ class Recovered:
     # files written on another database, left where they are: a file whose database was moved, or was opened by a
     # link since repointed, stayed in recovery/ at every start and nobody was told (a session-52 audit)
     elsewhere: int = 0
+    # of ``saved``, labels kept for a database file no longer at its path (``moved_from``) saved on this one
+    # (``moved_to``), taken to be it moved: a backup given its freed inode is taken for it too (a session-53 review),
+    # so each such recovery file is copied to ``replayed`` first
+    moved: int = 0
+    moved_from: tuple[str, ...] = ()
+    moved_to: str | None = None
+    replayed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1304,6 +1340,8 @@ BUSY_IN_A_ROW = 2  # refusals for the lock in a row after which ``recover`` trie
 
 
 CONFLICTS = "conflicts"  # below recovery_dir(): refused saves kept for a person (recover skips it)
+REPLAYED = "replayed"    # below recovery_dir(): copies of files replayed on a database taken to be theirs moved
+SAME, MOVED = "same", "moved"   # ``_this_database``: the file names this database; it is taken to be its moved
 
 
 def _prediction_mask(p: PredictionView) -> np.ndarray | None:

@@ -410,6 +410,54 @@ def test_the_start_says_how_many_recovery_files_belong_to_another_database(db_ur
     db.close()
 
 
+def test_a_backup_given_the_moved_databases_inode_keeps_copies_of_the_labels_it_takes_and_says_so(
+        folder, artifacts, tmp_path, qtbot, monkeypatch):
+    """A session-52 audit (the session-53 review of c37eea3b): once a SQLite database had left its filesystem (archived
+    to another one, or deleted), a backup restored afterwards often got its freed inode, was taken for the database
+    moved (the same id, the same (st_dev, st_ino), nothing at the recorded path), and its start took and removed the
+    labels kept for the database without a word, while docs/database.md said a copy leaves them. Now they are saved on
+    the backup, a copy of each recovery file stays in recovery/replayed, and the start names both files."""
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    from app.gui.settings_store import StationSettings
+    from app.services.review import recovery_dir
+    from tests.gui.test_review_service import _label_kept_for, _service_on
+    for name in ("line3", "restored"):
+        (tmp_path / name).mkdir()
+    line3, restored, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "restored" / "monday.sqlite",
+                            recovery_dir())
+    image_id = _label_kept_for(line3, folder, artifacts, rec)
+    recorded = json.loads(next(rec.glob("*.json")).read_text())["db_inode"]
+    shutil.copy(line3, restored)   # last night's backup, brought back to look at
+    shm = Path("/dev/shm")
+    archive = shm / f"a53-archive-{os.getpid()}.sqlite"
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev:
+        shutil.move(line3, archive)   # the database archived to another filesystem
+    else:
+        line3.unlink()                # (no other filesystem here: the database deleted leaves its path empty too)
+    try:
+        db, service = _service_on(restored, artifacts)
+        # the backup given the freed inode, as ext4 often does (its own stat, which notices a replaced file, stays)
+        monkeypatch.setattr(type(db), "file_inode",
+                            property(lambda d: tuple(recorded) if d is db else d._file_id))
+        win = gui.build_window(db, StationSettings(reviewer="bob"), f"sqlite:///{restored}", interactive=False,
+                               jobs=False)
+        qtbot.addWidget(win)
+        assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
+        assert list(rec.glob("*.json")) == []
+        kept = sorted(p.suffix for p in (rec / "replayed").iterdir())
+        assert kept == [".json", ".npz"]
+        assert (f"1 label kept for {line3.resolve()} was saved on {restored.resolve()}, taken to be that database "
+                f"moved; copies kept in {rec / 'replayed'}.") in win.statusBar().currentMessage()
+        win.close()
+        db.close()
+    finally:
+        archive.unlink(missing_ok=True)
+
+
 @pytest.mark.parametrize("bases", ["known", "not known"])
 def test_two_labels_of_one_image_kept_from_before_a_locked_start_are_both_replayed_once_it_answers(
         db_url, folder, artifacts, qtbot, bases):

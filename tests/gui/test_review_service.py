@@ -761,6 +761,20 @@ def test_a_backup_opened_after_its_database_moved_leaves_the_labels_kept_for_the
     _replayed_on(moved, artifacts, rec, image_id)
 
 
+def test_a_recovery_file_replayed_on_the_database_at_its_path_leaves_no_copy(folder, artifacts, tmp_path):
+    """A session-52 audit (the session-53 review of c37eea3b): a recovery file replayed on a database taken to be its
+    own moved keeps a copy in recovery/replayed, as that may be a backup given the moved file's inode. One replayed
+    on the database at the path it records is consumed, as always: no copy, nothing said of a move."""
+    line3, rec = tmp_path / "station.sqlite", tmp_path / "rec"
+    image_id = _label_kept_for(line3, folder, artifacts, rec)
+    db, service = _service_on(line3, artifacts)
+    out = service.recover(rec)
+    assert (out.saved, out.moved, out.moved_from, out.replayed) == (1, 0, (), None)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
+    assert list(rec.glob("*.json")) == [] and not (rec / "replayed").exists()
+    db.close()
+
+
 def test_writing_a_recovery_file_reads_nothing_from_the_database(service, db, seeded, tmp_path):
     """A session-52 audit: each recovery file written read the database's id from the database, on the GUI thread as
     the window closed, just when the database may be failing: on a PostgreSQL server whose traffic was cut, writing
