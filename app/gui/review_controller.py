@@ -134,6 +134,9 @@ class ReviewController(QObject):
         # image id -> such a label an edit made on top of it replaced: its file stays until that edit is saved (in the
         # database, or in a recovery file of its own), and an undo back to it restores it (``_supersede_replay``)
         self._superseded: dict[int, Replay] = {}
+        # image id -> the labels of earlier sessions that waited behind such a replaced label (``_behind``): older than
+        # the edit, they go to recovery/conflicts once it is saved, and back to waiting with an undo to it
+        self._superseded_behind: dict[int, list[Replay]] = {}
         # image id -> later labels of the image that earlier sessions left in recovery files, in ``recover``'s order,
         # behind the one waiting (``adopt_recovered``): each is taken once the image waits for nothing, and replayed on
         # the image as it then is, as a start with the database free replays them (``_take_behind``)
@@ -1028,7 +1031,6 @@ class ReviewController(QObject):
         restored = replay and self._restore_replay(image_id, seq, state)
         if not restored:
             self._supersede_replay(image_id)
-            self._set_behind_aside(image_id)
         guess = None
         if self._shows(image_id):
             assert self.detail is not None
@@ -1605,15 +1607,12 @@ class ReviewController(QObject):
             if self.image_id == image_id:
                 self.reload(image_id)
 
-    def _set_behind_aside(self, image_id: int) -> None:
-        """An edit of an image makes the labels of earlier sessions still waiting behind its shown one
-        (``adopt_recovered``) older than the edit: they go to recovery/conflicts, as a start sets aside a label made
-        before a newer save (``ReviewService.set_aside``), and the status bar says so. Replayed after the edit, the
-        next one was saved over the inspector's fresh correction where its file did not say its revision (a
-        session-53 review: the image's label went back to an earlier session's without a word)."""
-        queue = self._behind.pop(image_id, None)
-        if not queue:
-            return
+    def _set_behind_aside(self, image_id: int, queue: list[Replay]) -> None:
+        """The inspector's edit of an image is saved (``_drop_superseded``): the labels of earlier sessions that waited
+        behind the label it replaced (``adopt_recovered``) are older than it, and go to recovery/conflicts, as a start
+        sets aside a label made before a newer save (``ReviewService.set_aside``); the status bar says so. Replayed
+        after the edit, the next one was saved over the inspector's fresh correction where its file did not say its
+        revision (a session-53 review: the image's label went back to an earlier session's without a word)."""
         name, folders, failed = self.named(image_id), set(), []
         for r in queue:
             try:
@@ -1621,7 +1620,6 @@ class ReviewController(QObject):
             except OSError as exc:
                 log.warning("could not set aside %s: %s", r.path, exc)
                 failed.append(str(exc))
-        self.pending_changed.emit(self._waiting_count())
         said = []
         if (moved := len(queue) - len(failed)) > 0:
             said.append(f"{plural(moved, 'label')} kept from an earlier session for {name} "
@@ -1641,10 +1639,16 @@ class ReviewController(QObject):
         """A new edit of an image showing a label left in a recovery file: made on top of it, it replaces the label,
         and the file goes once the edit is saved (``_drop_superseded``; kept, the next start would replay it and set
         the newer label's copy aside). Not at once: an undo back to it then wrote its content as this window's
-        reviewer's label, "undo class", its author and its "recovered" note lost (a session-52 audit)."""
+        reviewer's label, "undo class", its author and its "recovered" note lost (a session-52 audit). The labels of
+        earlier sessions waiting behind it are older than the edit: they wait no more, and are set aside with the file's
+        going (``_set_behind_aside``); set aside at once, an undo before the save left them in conflicts, never
+        replayed, though the edit never reached the database (a session-53 review)."""
         kept = self._replays.pop(image_id, None)
         if kept is not None:
             self._superseded[image_id] = kept[1]
+        if image_id in self._superseded and (queue := self._behind.pop(image_id, None)):
+            self._superseded_behind.setdefault(image_id, []).extend(queue)
+            self.pending_changed.emit(self._waiting_count())
 
     def _restore_replay(self, image_id: int, seq: int, state: LabelState) -> bool:
         """An undo (or redo) back to the recovery file's label an edit replaced: the file's label waits again, saved
@@ -1655,15 +1659,19 @@ class ReviewController(QObject):
             return False
         del self._superseded[image_id]
         self._replays[image_id] = (seq, r)
+        if behind := self._superseded_behind.pop(image_id, None):   # they wait behind it again, in their order
+            self._behind[image_id] = behind + self._behind.get(image_id, [])
         return True
 
     def _drop_superseded(self, image_ids: Iterable[int]) -> None:
         """The edits made on top of these images' recovery-file labels are saved (in the database, or in a recovery
-        file of their own): the files they replaced go."""
+        file of their own): the files they replaced go, and the labels that waited behind them are set aside."""
         for image_id in image_ids:
             r = self._superseded.pop(image_id, None)
             if r is not None:
                 self.service.drop_recovery(r)
+            if behind := self._superseded_behind.pop(image_id, None):
+                self._set_behind_aside(image_id, behind)
 
 
 @dataclass(frozen=True)

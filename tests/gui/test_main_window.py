@@ -779,6 +779,44 @@ def test_an_edit_of_an_image_sets_aside_the_labels_kept_from_before_that_wait_be
     db.close()
 
 
+def test_an_edit_undone_before_it_is_saved_leaves_the_labels_kept_from_before_waiting(db_url, folder, artifacts,
+                                                                                       qtbot):
+    """A session-53 review of the fix above: the labels waiting behind the shown one were moved to recovery/conflicts
+    as the edit was made, before it was saved; the inspector took the edit back (Ctrl+Z) while the database was still
+    locked, so it never reached the database, yet the kept label behind stayed in conflicts, never replayed, and the
+    status bar said "you labelled it since". Now they are set aside only once the edit is saved: undone before, they
+    wait again and are replayed in their order, as before the edit."""
+    from app.services.review import CONFLICTS, ReviewService, ReviewSettings, recovery_dir
+    from app.services.review_types import LabelState
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    for who, cls in (("alice", "scratches"), ("carol", "patches")):
+        ReviewService(db, ReviewSettings(reviewer=who), artifacts=artifacts).write_recovery(
+            {image_id: LabelState(class_name=cls, review_state="corrected")}, bases=None)
+    out = service.recover(wait_s=0.05)
+    assert len(out.waiting) == 2
+    win.review.adopt_recovered(out.waiting)
+    said: list[str] = []
+    win.review.message.connect(said.append)
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None
+                    and win.review.label.class_name == out.waiting[0].state.class_name, timeout=5000)
+    win.review.set_class(CLASSES[1])
+    win.review.undo_stack.undo()   # the inspector takes the edit back before the database took it
+    qtbot.wait(200)
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending() and not win.review._behind, timeout=15000)
+    qtbot.wait(300)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [
+        (r.state.class_name, r.author) for r in out.waiting]
+    assert not list((recovery_dir() / CONFLICTS).glob("*.json"))
+    assert not list(recovery_dir().glob("*.json"))
+    assert not [s for s in said if "set aside" in s]
+    win.close()
+    db.close()
+
+
 def _kept_label_waiting(db_url, folder, artifacts, qtbot):
     """A window on a database another connection holds locked, with an earlier session's label ("scratches") of an
     image not on screen (never read by this window) kept in a recovery file, left waiting at start and taken by the
