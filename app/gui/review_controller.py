@@ -137,6 +137,9 @@ class ReviewController(QObject):
         # image id -> the labels of earlier sessions that waited behind such a replaced label (``_behind``): older than
         # the edit, they go to recovery/conflicts once it is saved, and back to waiting with an undo to it
         self._superseded_behind: dict[int, list[Replay]] = {}
+        # image id -> such labels whose move to recovery/conflicts failed, and the revision the inspector's edit was
+        # made on: never replayed, the move tried again at each save's answer and at close (``_retry_aside``)
+        self._aside_failed: dict[int, tuple[list[Replay], int | None]] = {}
         # image id -> later labels of the image that earlier sessions left in recovery files, in ``recover``'s order,
         # behind the one waiting (``adopt_recovered``): each is taken once the image waits for nothing, and replayed on
         # the image as it then is, as a start with the database free replays them (``_take_behind``)
@@ -599,6 +602,7 @@ class ReviewController(QObject):
         recovery file); a write still on its way finishes or fails on its own. ``wait_for_flags`` False: the same
         for a flag (the closing dialog's Close now said it is not applied)."""
         self._closed = True
+        self._retry_aside(closing=True)   # (the labels kept from before that could not be set aside)
         self._ticket += 1  # an answer still on its way is dropped
         self._reread.stop()
         self._reader.shutdown(wait=False, cancel_futures=True)
@@ -1109,6 +1113,7 @@ class ReviewController(QObject):
 
     def _written(self, w: "_Write", outcome: tuple[str, Any]) -> None:
         """A write's answer, on the GUI thread, in the order the writes were made."""
+        self._retry_aside()
         kind, value = outcome
         self._off_queue(w.image_id, w.seq)
         flying = self._flying.get(w.image_id, {})
@@ -1460,6 +1465,7 @@ class ReviewController(QObject):
         return dropped
 
     def _flushed(self, outcomes: list[tuple[int, int, str, Any]]) -> None:
+        self._retry_aside()
         for image_id, seq, kind, value in outcomes:
             self._off_queue(image_id, -1)
             if kind == "saved":
@@ -1607,29 +1613,59 @@ class ReviewController(QObject):
             if self.image_id == image_id:
                 self.reload(image_id)
 
-    def _set_behind_aside(self, image_id: int, queue: list[Replay]) -> None:
+    def _set_behind_aside(self, image_id: int, queue: list[Replay], retry: bool = False) -> None:
         """The inspector's edit of an image is saved (``_drop_superseded``): the labels of earlier sessions that waited
         behind the label it replaced (``adopt_recovered``) are older than it, and go to recovery/conflicts, as a start
         sets aside a label made before a newer save (``ReviewService.set_aside``); the status bar says so. Replayed
         after the edit, the next one was saved over the inspector's fresh correction where its file did not say its
-        revision (a session-53 review: the image's label went back to an earlier session's without a word)."""
-        name, folders, failed = self.named(image_id), set(), []
+        revision (a session-53 review: the image's label went back to an earlier session's without a word).
+
+        One whose move fails is kept here (``_aside_failed``, with the revision the edit was made on), never replayed,
+        and moved at the next save's answer or at close (``_retry_aside``; ``retry``: this is such a try, its failure
+        said once already). Forgotten instead, its file stayed in recovery/ saying no revision, and the next start
+        saved it over the edit without a word, while the status bar called that harmless (a session-53 review)."""
+        name, folders, failed, error = self.named(image_id), set(), [], ""
         for r in queue:
             try:
                 folders.add(str(self.service.set_aside(r)))
             except OSError as exc:
                 log.warning("could not set aside %s: %s", r.path, exc)
-                failed.append(str(exc))
+                failed.append(r)
+                error = str(exc)
+        if failed:
+            kept, base = self._aside_failed.get(image_id, ([], self._seen.get(image_id)))
+            self._aside_failed[image_id] = (kept + failed, base)
         said = []
         if (moved := len(queue) - len(failed)) > 0:
             said.append(f"{plural(moved, 'label')} kept from an earlier session for {name} "
                         f"{agree(moved, 'was', 'were')} set aside in {', '.join(sorted(folders))}: you labelled it "
                         "since.")
-        if failed:
-            said.append(f"{plural(len(failed), 'label')} kept from an earlier session for {name} could not be set "
-                        f"aside ({failed[0]}): {agree(len(failed), 'it stays in its file', 'they stay in their files')}"
-                        " for the next start.")
-        self.message.emit(" ".join(said))
+        if failed and not retry:
+            n = len(failed)
+            said.append(f"{plural(n, 'label')} kept from an earlier session for {name} could not be moved to "
+                        f"{failed[0].path.parent / CONFLICTS} ({error}): {agree(n, 'it is', 'they are')} not saved "
+                        f"over your label, and the move is tried again; if {agree(n, 'it', 'they')} still cannot be "
+                        f"moved when the window closes, {agree(n, 'its file is', 'their files are')} marked so that the "
+                        f"next start sets {agree(n, 'it', 'them')} aside.")
+        if said:
+            self.message.emit(" ".join(said))
+
+    def _retry_aside(self, closing: bool = False) -> None:
+        """The labels whose move to recovery/conflicts failed (``_set_behind_aside``) are moved again: at a save's
+        answer, and at close (``closing``), where one that still cannot be moved has the revision the inspector's edit
+        was made on written into its file (``ReviewService.mark_based``), so that the next start sets it aside as
+        made before a newer label instead of saving it over the edit."""
+        for image_id, (queue, base) in list(self._aside_failed.items()):
+            del self._aside_failed[image_id]
+            self._set_behind_aside(image_id, queue, retry=True)
+            if not closing or image_id not in self._aside_failed:
+                continue
+            for r in self._aside_failed.pop(image_id)[0]:
+                try:
+                    self.service.mark_based(r, base)
+                except (OSError, ValueError) as exc:
+                    log.error("could not mark %s as made on revision %s: %s (the next start may save it over the "
+                              "newer label)", r.path, base, exc)
 
     def _waiting_count(self) -> int:
         """Labels waiting for the database: this window's and those of recovery files kept behind them."""

@@ -1109,6 +1109,18 @@ class ReviewService:
         _set_aside(r.path.parent, r.path)
         return r.path.parent / CONFLICTS
 
+    def mark_based(self, r: Replay, base: int | None) -> None:
+        """Write into a recovery file the revision ``base`` as the one its label was made on: the window's inspector
+        labelled the image on that revision while it waited, and it could not be set aside (``set_aside`` failed), so
+        the next start sets it aside as made before a newer label (``replay``) instead of saving it over that one.
+        The JSON is rewritten whole or not at all, as ``recovery_files`` writes it. ``OSError`` or ``ValueError``
+        where the file cannot be read or written."""
+        meta = read_json_bounded(r.path)
+        if not isinstance(meta, dict):
+            raise ValueError(f"{r.path} is not a recovery file")
+        meta["base_revision"] = base
+        write_json_atomic(r.path, meta)
+
     def drop_recovery(self, r: Replay) -> None:
         """Remove a recovery file whose label is in the database (``replay``) or that a newer one of this window
         replaces (made on top of it, on screen). A file that cannot be removed is logged, not raised: its label is

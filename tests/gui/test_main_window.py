@@ -817,6 +817,63 @@ def test_an_edit_undone_before_it_is_saved_leaves_the_labels_kept_from_before_wa
     db.close()
 
 
+@pytest.mark.parametrize("freed", ["at the next save", "not before the close"])
+def test_a_label_kept_from_before_that_cannot_be_set_aside_is_never_saved_over_the_edit(db_url, folder, artifacts,
+                                                                                        qtbot, freed):
+    """A session-53 review of the fix above: where the move to recovery/conflicts failed (there a plain file), the
+    kept label behind was forgotten by the window with its file left in recovery/ saying no revision, and the next
+    start saved it over the inspector's saved correction without a word, while the status bar had said "it stays in
+    its file for the next start" as if harmless. Now it is kept, never replayed, moved again at the next save's
+    answer and at close; still stuck at close, its file says the revision the edit was made on, and the next start
+    sets it aside; the status bar says so."""
+    from app.services.review import CONFLICTS, ReviewService, ReviewSettings, recovery_dir
+    from app.services.review_types import LabelState
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    for who, cls in (("alice", "scratches"), ("carol", "patches")):
+        ReviewService(db, ReviewSettings(reviewer=who), artifacts=artifacts).write_recovery(
+            {image_id: LabelState(class_name=cls, review_state="corrected")}, bases=None)
+    out = service.recover(wait_s=0.05)
+    shown, behind = out.waiting
+    win.review.adopt_recovered(out.waiting)
+    blocked = recovery_dir() / CONFLICTS
+    blocked.write_text("")   # the move into conflicts fails (OSError)
+    said: list[str] = []
+    win.review.message.connect(said.append)
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
+                    timeout=5000)
+    win.review.set_class(CLASSES[1])
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending() and not win.review._behind, timeout=15000)
+    qtbot.wait(300)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [(CLASSES[1], "tester")]
+    assert [p.name for p in recovery_dir().glob("*.json")] == [behind.path.name]   # kept, not replayed
+    assert any(f"1 label kept from an earlier session for {win.review.named(image_id)} could not be moved to "
+               f"{blocked}" in s and "it is not saved over your label" in s and "when the window closes" in s
+               for s in said)
+    if freed == "at the next save":
+        blocked.unlink()
+        win.review.set_class(CLASSES[2])
+        qtbot.waitUntil(lambda: not list(recovery_dir().glob("*.json")), timeout=5000)
+        assert [p.name for p in blocked.glob("*.json")] == [behind.path.name]
+        assert (f"1 label kept from an earlier session for {win.review.named(image_id)} was set aside in "
+                f"{blocked}: you labelled it since.") in said
+        win.close()
+        shown_class = CLASSES[2]
+    else:
+        win.close()
+        blocked.unlink()
+        shown_class = CLASSES[1]
+    again = service.recover()   # the next start
+    assert again.saved == 0
+    assert service.detail(image_id).label.class_name == shown_class
+    assert not list(recovery_dir().glob("*.json"))
+    assert [p.name for p in blocked.glob("*.json")] == [behind.path.name]
+    db.close()
+
+
 def _kept_label_waiting(db_url, folder, artifacts, qtbot):
     """A window on a database another connection holds locked, with an earlier session's label ("scratches") of an
     image not on screen (never read by this window) kept in a recovery file, left waiting at start and taken by the
