@@ -779,6 +779,17 @@ def test_an_edit_of_an_image_sets_aside_the_labels_kept_from_before_that_wait_be
     db.close()
 
 
+def _alice_and_carol_kept(db, service, image_id: int, artifacts):
+    """Alice's and then carol's labels of the image kept in recovery files saying no revision, and the start's
+    recovery on the locked database (both waiting)."""
+    from app.services.review import ReviewService, ReviewSettings
+    from app.services.review_types import LabelState
+    for who, cls in (("alice", "scratches"), ("carol", "patches")):
+        ReviewService(db, ReviewSettings(reviewer=who), artifacts=artifacts).write_recovery(
+            {image_id: LabelState(class_name=cls, review_state="corrected")}, bases=None)
+    return service.recover(wait_s=0.05)
+
+
 def test_an_edit_undone_before_it_is_saved_leaves_the_labels_kept_from_before_waiting(db_url, folder, artifacts,
                                                                                        qtbot):
     """A session-53 review of the fix above: the labels waiting behind the shown one were moved to recovery/conflicts
@@ -786,14 +797,10 @@ def test_an_edit_undone_before_it_is_saved_leaves_the_labels_kept_from_before_wa
     locked, so it never reached the database, yet the kept label behind stayed in conflicts, never replayed, and the
     status bar said "you labelled it since". Now they are set aside only once the edit is saved: undone before, they
     wait again and are replayed in their order, as before the edit."""
-    from app.services.review import CONFLICTS, ReviewService, ReviewSettings, recovery_dir
-    from app.services.review_types import LabelState
+    from app.services.review import CONFLICTS, recovery_dir
     db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
     image_id = win.review.image_id
-    for who, cls in (("alice", "scratches"), ("carol", "patches")):
-        ReviewService(db, ReviewSettings(reviewer=who), artifacts=artifacts).write_recovery(
-            {image_id: LabelState(class_name=cls, review_state="corrected")}, bases=None)
-    out = service.recover(wait_s=0.05)
+    out = _alice_and_carol_kept(db, service, image_id, artifacts)
     assert len(out.waiting) == 2
     win.review.adopt_recovered(out.waiting)
     said: list[str] = []
@@ -826,14 +833,10 @@ def test_a_label_kept_from_before_that_cannot_be_set_aside_is_never_saved_over_t
     its file for the next start" as if harmless. Now it is kept, never replayed, moved again at the next save's
     answer and at close; still stuck at close, its file says the revision the edit was made on, and the next start
     sets it aside; the status bar says so."""
-    from app.services.review import CONFLICTS, ReviewService, ReviewSettings, recovery_dir
-    from app.services.review_types import LabelState
+    from app.services.review import CONFLICTS, recovery_dir
     db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
     image_id = win.review.image_id
-    for who, cls in (("alice", "scratches"), ("carol", "patches")):
-        ReviewService(db, ReviewSettings(reviewer=who), artifacts=artifacts).write_recovery(
-            {image_id: LabelState(class_name=cls, review_state="corrected")}, bases=None)
-    out = service.recover(wait_s=0.05)
+    out = _alice_and_carol_kept(db, service, image_id, artifacts)
     shown, behind = out.waiting
     win.review.adopt_recovered(out.waiting)
     blocked = recovery_dir() / CONFLICTS
