@@ -225,6 +225,7 @@ def add_bank(model_dir: Path, data: Path, out: Path | None = None, opts: BankOpt
     metrics under ``recalibrations`` (the test metrics are those of the model before).
     """
     from ..checkpoints import load_model, save_model
+    from ..shell_words import shell_join
     from .anomaly_train import good_split
 
     loaded = load_model(model_dir, map_location=device, family="anomaly")
@@ -237,7 +238,7 @@ def add_bank(model_dir: Path, data: Path, out: Path | None = None, opts: BankOpt
         base = _without_bank(base)
     model, info = choose(base, fit, held, opts, torch.device(device), log)
     card = recalibrated_card(loaded.card, "memory_bank", info, model, held, torch.device(device),
-                             "python -m inference.training.anomaly_bank " + " ".join(sys.argv[1:]), log)
+                             shell_join(["python", "-m", "inference.training.anomaly_bank", *sys.argv[1:]]), log)
     save_model(out or model_dir, loaded.name, model, model.config, card)
     return card
 

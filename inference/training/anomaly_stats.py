@@ -160,6 +160,7 @@ def add_stats(model_dir: Path, data: Path, out: Path | None = None, device: str 
     record and the recalibrated threshold (previous threshold and test metrics under ``recalibrations``).
     """
     from ..checkpoints import load_model, save_model
+    from ..shell_words import shell_join
     from .anomaly_train import good_split
 
     loaded = load_model(model_dir, map_location=device, family="anomaly")
@@ -169,7 +170,7 @@ def add_stats(model_dir: Path, data: Path, out: Path | None = None, device: str 
     _, fit, held, _ = good_split(data, loaded.config, seed, log=log)
     model, info = choose_term(loaded.model, fit, held, torch.device(device), seed, log, force, term)
     card = recalibrated_card(loaded.card, TERMS[term].card_key, info, model, held, torch.device(device),
-                                       "python -m inference.training.anomaly_stats " + " ".join(sys.argv[1:]), log)
+                                       shell_join(["python", "-m", "inference.training.anomaly_stats", *sys.argv[1:]]), log)
     save_model(out or model_dir, loaded.name, model, model.config, card)
     return card
 

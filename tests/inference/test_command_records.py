@@ -47,3 +47,30 @@ def test_train_segmenter_records_the_command_as_typed(monkeypatch: pytest.Monkey
     monkeypatch.setattr(sys, "argv", ["main.py", *argv])
     assert main(argv) == 0
     assert seen == [f"python main.py train segmenter --data {tmp_path / 'frames'} --out {tmp_path / 'm'}"]
+
+
+def test_an_anomaly_refit_records_its_paths_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`anomaly_stats` recorded "python -m … --model /models/line 2/anomaly", which a shell reads as other words
+    (a session-53 review): its arguments are quoted as every other trainer's. The model's loading and fit are faked:
+    only the recorded command is read."""
+    import shlex
+    import types
+    from pathlib import Path
+
+    from inference import checkpoints
+    from inference.models.pattern_anomaly import PatternAnomaly
+    from inference.training import anomaly_stats, anomaly_train
+
+    monkeypatch.setattr(shell_words, "WINDOWS", False)
+    fake = PatternAnomaly.__new__(PatternAnomaly)
+    monkeypatch.setattr(checkpoints, "load_model",
+                        lambda *a, **k: types.SimpleNamespace(model=fake, card={}, config=None, name="x"))
+    monkeypatch.setattr(checkpoints, "save_model", lambda *a, **k: None)
+    monkeypatch.setattr(anomaly_train, "good_split", lambda *a, **k: (None, [], [], None))
+    monkeypatch.setattr(anomaly_stats, "choose_term", lambda *a, **k: (types.SimpleNamespace(config=None), {}))
+    seen: list[str] = []
+    monkeypatch.setattr(anomaly_stats, "recalibrated_card", lambda *a: seen.append(a[6]) or {})
+    argv = ["--model", "/models/line 2/anomaly", "--data", "/data/line 2"]
+    monkeypatch.setattr(sys, "argv", ["inference/training/anomaly_stats.py", *argv])
+    anomaly_stats.add_stats(Path(argv[1]), Path(argv[3]), log=lambda s: None)
+    assert shlex.split(seen[0]) == ["python", "-m", "inference.training.anomaly_stats", *argv]
