@@ -1613,17 +1613,20 @@ class ReviewController(QObject):
             if self.image_id == image_id:
                 self.reload(image_id)
 
-    def _set_behind_aside(self, image_id: int, queue: list[Replay], retry: bool = False) -> None:
+    def _set_behind_aside(self, image_id: int, queue: list[Replay], base: int | None, retry: bool = False) -> None:
         """The inspector's edit of an image is saved (``_drop_superseded``): the labels of earlier sessions that waited
         behind the label it replaced (``adopt_recovered``) are older than it, and go to recovery/conflicts, as a start
         sets aside a label made before a newer save (``ReviewService.set_aside``); the status bar says so. Replayed
         after the edit, the next one was saved over the inspector's fresh correction where its file did not say its
         revision (a session-53 review: the image's label went back to an earlier session's without a word).
 
-        One whose move fails is kept here (``_aside_failed``, with the revision the edit was made on), never replayed,
-        and moved at the next save's answer or at close (``_retry_aside``; ``retry``: this is such a try, its failure
-        said once already). Forgotten instead, its file stayed in recovery/ saying no revision, and the next start
-        saved it over the edit without a word, while the status bar called that harmless (a session-53 review)."""
+        One whose move fails is kept here (``_aside_failed``, with ``base``: the revision the edit was made on), never
+        replayed, and moved at the next save's answer or at close (``_retry_aside``; ``retry``: this is such a try, its
+        failure said once already, ``base`` the one kept from the first). Forgotten instead, its file stayed in
+        recovery/ saying no revision, and the next start saved it over the edit without a word, while the status bar
+        called that harmless (a session-53 review). ``base`` is the caller's: by a retry the window has seen the edit's
+        own saved revision, and a file marked with that was saved over the edit at the next start (a session-53
+        review)."""
         name, folders, failed, error = self.named(image_id), set(), [], ""
         for r in queue:
             try:
@@ -1633,8 +1636,8 @@ class ReviewController(QObject):
                 failed.append(r)
                 error = str(exc)
         if failed:
-            kept, base = self._aside_failed.get(image_id, ([], self._seen.get(image_id)))
-            self._aside_failed[image_id] = (kept + failed, base)
+            kept, first = self._aside_failed.get(image_id, ([], base))
+            self._aside_failed[image_id] = (kept + failed, first)
         said = []
         if (moved := len(queue) - len(failed)) > 0:
             said.append(f"{plural(moved, 'label')} kept from an earlier session for {name} "
@@ -1657,7 +1660,7 @@ class ReviewController(QObject):
         made before a newer label instead of saving it over the edit."""
         for image_id, (queue, base) in list(self._aside_failed.items()):
             del self._aside_failed[image_id]
-            self._set_behind_aside(image_id, queue, retry=True)
+            self._set_behind_aside(image_id, queue, base, retry=True)
             if not closing or image_id not in self._aside_failed:
                 continue
             for r in self._aside_failed.pop(image_id)[0]:
@@ -1707,7 +1710,7 @@ class ReviewController(QObject):
             if r is not None:
                 self.service.drop_recovery(r)
             if behind := self._superseded_behind.pop(image_id, None):
-                self._set_behind_aside(image_id, behind)
+                self._set_behind_aside(image_id, behind, self._seen.get(image_id))   # (the revision it was made on)
 
 
 @dataclass(frozen=True)

@@ -877,6 +877,45 @@ def test_a_label_kept_from_before_that_cannot_be_set_aside_is_never_saved_over_t
     db.close()
 
 
+
+def test_a_stuck_label_is_marked_with_the_revision_the_edit_was_made_on_after_another_save(db_url, folder, artifacts,
+                                                                                           qtbot):
+    """A session-52 audit (the session-53 review of ace87a9c, the fix above): each retry of the failed move forgot the
+    revision the edit was made on and took the one the window had seen since, the edit's own saved revision, once
+    another save's answer had come; at close the stuck file was marked with it, and the next start saved carol's kept
+    label over the inspector's correction (the image showed "patches" again). Now every retry keeps the first
+    revision, and the next start sets the kept label aside."""
+    from app.services.review import CONFLICTS, recovery_dir
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    out = _alice_and_carol_kept(db, service, image_id, artifacts)
+    shown, behind = out.waiting
+    win.review.adopt_recovered(out.waiting)
+    blocked = recovery_dir() / CONFLICTS
+    blocked.write_text("")   # the move into conflicts fails (OSError) until the window has closed
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
+                    timeout=5000)
+    win.review.set_class(CLASSES[1])
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending() and not win.review._behind, timeout=15000)
+    qtbot.wait(300)
+    win.queue.step(1)   # the inspector labels another image: its save's answer retries the move
+    wait_shown(win, qtbot)
+    assert win.review.image_id != image_id
+    win.review.set_class(CLASSES[2])
+    wait_saved(win, qtbot)
+    qtbot.wait(300)
+    win.close()
+    blocked.unlink()
+    assert json.loads(behind.path.read_text())["base_revision"] != service.label_revision(image_id)
+    again = service.recover()   # the next start
+    assert again.saved == 0 and again.kept_aside == 1
+    assert service.detail(image_id).label.class_name == CLASSES[1]
+    assert [p.name for p in blocked.glob("*.json")] == [behind.path.name]
+    db.close()
+
 def _kept_label_waiting(db_url, folder, artifacts, qtbot):
     """A window on a database another connection holds locked, with an earlier session's label ("scratches") of an
     image not on screen (never read by this window) kept in a recovery file, left waiting at start and taken by the
