@@ -255,7 +255,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
             said.append(f"{plural(n, 'recovery file')} {agree(n, 'belongs', 'belong')} to another database: kept in "
                         f"{recovery_dir()} until the station opens the database {agree(n, 'it was', 'they were')} "
                         "written on.")
-        if recovered.kept_aside or recovered.unreadable:
+        if recovered.kept_aside or recovered.unreadable or recovered.superseded:
             # A person has to look at these: a box once the window is up, not a status line the folder's own
             # messages replace a moment later (seen under Xvfb).
             n = recovered.kept_aside
@@ -264,6 +264,11 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
                       f"{agree(n, 'that image', 'those images')} changed since (someone labelled "
                       f"{agree(n, 'it', 'them')}, or {agree(n, 'its file was', 'their files were')} replaced), and "
                       "what is stored now stands."] if recovered.kept_aside else [])
+            if n := recovered.superseded:
+                parts.append(f"{plural(n, 'label')} kept from an earlier session {agree(n, 'was', 'were')} not saved: "
+                             f"an inspector labelled {agree(n, 'that image', 'those images')} after "
+                             f"{agree(n, 'it', 'them')} in the window that kept {agree(n, 'it', 'them')} waiting, and "
+                             "that later label stands.")
             if recovered.unreadable:
                 parts.append(f"{plural(recovered.unreadable, 'recovery file')} could not be read (damaged or not the "
                              "station's).")

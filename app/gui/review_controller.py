@@ -1655,9 +1655,8 @@ class ReviewController(QObject):
 
     def _retry_aside(self, closing: bool = False) -> None:
         """The labels whose move to recovery/conflicts failed (``_set_behind_aside``) are moved again: at a save's
-        answer, and at close (``closing``), where one that still cannot be moved has the revision the inspector's edit
-        was made on written into its file (``ReviewService.mark_based``), so that the next start sets it aside as
-        made before a newer label instead of saving it over the edit."""
+        answer, and at close (``closing``), where one that still cannot be moved has its file marked superseded
+        (``ReviewService.mark_superseded``), so that the next start sets it aside instead of saving it over the edit."""
         for image_id, (queue, base) in list(self._aside_failed.items()):
             del self._aside_failed[image_id]
             self._set_behind_aside(image_id, queue, base, retry=True)
@@ -1665,10 +1664,10 @@ class ReviewController(QObject):
                 continue
             for r in self._aside_failed.pop(image_id)[0]:
                 try:
-                    self.service.mark_based(r, base)
+                    self.service.mark_superseded(r, base)
                 except (OSError, ValueError) as exc:
-                    log.error("could not mark %s as made on revision %s: %s (the next start may save it over the "
-                              "newer label)", r.path, base, exc)
+                    log.error("could not mark %s superseded: %s (the next start may save it over the newer label)",
+                              r.path, exc)
 
     def _waiting_count(self) -> int:
         """Labels waiting for the database: this window's and those of recovery files kept behind them."""

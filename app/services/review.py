@@ -959,7 +959,9 @@ class ReviewService:
         saved the image since (another station, while this one could not reach the database), their label
         stays, and the kept one moves to ``recovery/conflicts`` for a person to look at (it was replayed over
         theirs unseen before); one the database already holds (the save landed after the file was written)
-        is done. Files of another database are left alone, and counted (``elsewhere``).
+        is done. Files of another database are left alone, and counted (``elsewhere``). A file marked superseded
+        (``mark_superseded``: a window's inspector labelled the image after it) is set aside whatever revision it
+        names, and counted (``superseded``).
 
         A file taken to be this database's only because it is the database it records, moved (``_this_database``:
         the same id and (st_dev, st_ino), nothing left at the recorded path), is copied to ``recovery/replayed`` before
@@ -975,7 +977,7 @@ class ReviewService:
         audit). The window keeps those waiting with its own labels and its retry saves them (``replay``)."""
         root = folder or recovery_dir()
         _sweep_leftovers(root)
-        saved, aside, unreadable, busy, elsewhere, moved = 0, 0, 0, 0, 0, 0
+        saved, aside, unreadable, busy, elsewhere, moved, superseded = 0, 0, 0, 0, 0, 0, 0
         waiting: list[Replay] = []
         moved_from: list[str] = []
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
@@ -1008,6 +1010,14 @@ class ReviewService:
                     log.warning("cannot read the recovery file %s (%s): kept aside", meta_path, exc)
                     _set_aside(root, meta_path)
                     unreadable += 1
+                    continue
+                if meta.get("superseded"):
+                    # its revision cannot order it: the inspector's label may be in a recovery file of its own, on
+                    # the same revision, and sorted after it; by that revision alone it was saved first and the
+                    # inspector's went to conflicts (a session-53 review)
+                    log.warning("%s: marked superseded (%s): kept aside", meta_path, meta["superseded"])
+                    _set_aside(root, meta_path)
+                    superseded += 1
                     continue
                 if match == MOVED:   # (an OSError: logged below, the file stays for the next start)
                     _file_pair(meta_path, root / REPLAYED, copy=True)
@@ -1063,9 +1073,9 @@ class ReviewService:
             except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
-        return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable else None, unreadable,
+        return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable or superseded else None, unreadable,
                          tuple(waiting), elsewhere, moved, tuple(moved_from), self._db_file() if moved else None,
-                         str(root / REPLAYED) if moved else None)
+                         str(root / REPLAYED) if moved else None, superseded)
 
     def replay(self, r: Replay, wait_s: float | None = None) -> tuple[str, Saved | None]:
         """Save one recovery file's label on the revision it was made on, under the inspector who made it (not
@@ -1109,16 +1119,20 @@ class ReviewService:
         _set_aside(r.path.parent, r.path)
         return r.path.parent / CONFLICTS
 
-    def mark_based(self, r: Replay, base: int | None) -> None:
-        """Write into a recovery file the revision ``base`` as the one its label was made on: the window's inspector
-        labelled the image on that revision while it waited, and it could not be set aside (``set_aside`` failed), so
-        the next start sets it aside as made before a newer label (``replay``) instead of saving it over that one.
-        The JSON is rewritten whole or not at all, as ``recovery_files`` writes it. ``OSError`` or ``ValueError``
-        where the file cannot be read or written."""
+    def mark_superseded(self, r: Replay, base: int | None) -> None:
+        """Mark a recovery file's label superseded: the window's inspector labelled the image (on revision ``base``)
+        while it waited, and it could not be set aside (``set_aside`` failed), so the next start sets it aside
+        (``recover``) instead of saving it over that newer label. Not by ``base`` alone: where the database was still
+        locked at close, the inspector's label went to a recovery file of its own on the same revision, the older file
+        was replayed first and saved, and the inspector's went to conflicts (a session-53 review). ``base`` is written
+        too, for a station that does not read the mark. The JSON is rewritten whole or not at all, as
+        ``recovery_files`` writes it. ``OSError`` or ``ValueError`` where the file cannot be read or written."""
         meta = read_json_bounded(r.path)
         if not isinstance(meta, dict):
             raise ValueError(f"{r.path} is not a recovery file")
         meta["base_revision"] = base
+        meta["superseded"] = {"by": self.settings.author, "at": datetime.now(timezone.utc).isoformat(),
+                              "why": "labelled again in a window while this label waited behind another"}
         write_json_atomic(r.path, meta)
 
     def drop_recovery(self, r: Replay) -> None:
@@ -1324,6 +1338,8 @@ class Recovered:
     moved_from: tuple[str, ...] = ()
     moved_to: str | None = None
     replayed: str | None = None
+    # labels kept aside in ``aside`` because their files were marked superseded (``mark_superseded``)
+    superseded: int = 0
 
 
 @dataclass(frozen=True)

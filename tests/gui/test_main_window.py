@@ -911,9 +911,48 @@ def test_a_stuck_label_is_marked_with_the_revision_the_edit_was_made_on_after_an
     blocked.unlink()
     assert json.loads(behind.path.read_text())["base_revision"] != service.label_revision(image_id)
     again = service.recover()   # the next start
-    assert again.saved == 0 and again.kept_aside == 1
+    assert (again.saved, again.superseded) == (0, 1)
     assert service.detail(image_id).label.class_name == CLASSES[1]
     assert [p.name for p in blocked.glob("*.json")] == [behind.path.name]
+    db.close()
+
+
+def test_a_stuck_label_behind_an_edit_kept_in_a_recovery_file_is_set_aside_at_the_next_start(db_url, folder,
+                                                                                             artifacts, qtbot):
+    """A session-52 audit (the session-53 review of ace87a9c): with the database still locked at close, the inspector's
+    edit went to a recovery file of its own made on revision 0, and the stuck kept label behind it was marked with
+    that same revision; the next start replayed the older file first and saved carol's "patches", and the inspector's
+    correction went to conflicts, while the status bar had said "it is not saved over your label". Now the stuck file
+    is marked superseded, and the next start sets it aside whatever revision it names: the inspector's label is saved,
+    carol's kept in conflicts."""
+    import time
+
+    from app.services.review import CONFLICTS, recovery_dir
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    out = _alice_and_carol_kept(db, service, image_id, artifacts)
+    shown, behind = out.waiting
+    win.review.adopt_recovered(out.waiting)
+    blocked = recovery_dir() / CONFLICTS
+    blocked.write_text("")   # the move into conflicts fails (OSError) until the window has closed
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
+                    timeout=5000)
+    time.sleep(1.1)   # the earlier session wrote its files before this one (the names sort by the second)
+    win.review.set_class(CLASSES[1])
+    qtbot.wait(300)
+    win.close()   # the database still locked: the edit goes to a recovery file of its own
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=30000)
+    blocker.rollback()
+    blocker.close()
+    blocked.unlink()
+    again = service.recover()   # the next start
+    assert (again.saved, again.superseded, again.aside) == (1, 1, str(blocked))
+    assert service.detail(image_id).label.class_name == CLASSES[1]
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [(CLASSES[1], "tester")]
+    assert [p.name for p in blocked.glob("*.json")] == [behind.path.name]
+    assert json.loads((blocked / behind.path.name).read_text())["superseded"]["by"] == "tester"
+    assert not list(recovery_dir().glob("*.json"))
     db.close()
 
 def _kept_label_waiting(db_url, folder, artifacts, qtbot):
