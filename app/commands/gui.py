@@ -231,12 +231,17 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     else:
         if recovered.saved - recovered.moved:
             said.append(f"Saved {plural(recovered.saved - recovered.moved, 'label')} kept from an earlier session.")
-        if recovered.moved:
+        if recovered.moved or recovered.moved_waiting:
             # taken by the database's id and its file's (st_dev, st_ino), which a copy given the moved file's freed
-            # inode shares: said, with where the copies are, never unseen (a session-53 review)
-            n = recovered.moved
-            moved = (f"{plural(n, 'label')} kept for {', '.join(recovered.moved_from)} {agree(n, 'was', 'were')} "
-                     f"saved on {recovered.moved_to}, taken to be that database moved; copies kept in "
+            # inode shares: said, with where the copies are, never unseen (a session-53 review); those left waiting
+            # too, as the window's retry saves them on this file and says nothing of the move
+            n, m, kept_for = recovered.moved, recovered.moved_waiting, ", ".join(recovered.moved_from)
+            if n:
+                done = f"{plural(n, 'label')} kept for {kept_for} {agree(n, 'was', 'were')} saved"
+                done += f", and {m} more {agree(m, 'waits', 'wait')} to be saved," if m else ""
+            else:
+                done = f"{plural(m, 'label')} kept for {kept_for} {agree(m, 'waits', 'wait')} to be saved"
+            moved = (f"{done} on {recovered.moved_to}, taken to be that database moved; copies kept in "
                      f"{recovered.replayed}.")
             log.warning(moved)
             said.append(moved)

@@ -965,10 +965,11 @@ class ReviewService:
 
         A file taken to be this database's only because it is the database it records, moved (``_this_database``:
         the same id and (st_dev, st_ino), nothing left at the recorded path), is copied to ``recovery/replayed`` before
-        it is replayed, and its saved labels are counted (``moved``, with the files named): a copy of the database
-        given the moved file's freed inode (a backup restored once the original went to another filesystem) is taken
-        for it too, and took the labels without a trace (a session-53 review); now they are on the file opened and
-        the copies say what they were, for a person to bring to the moved database.
+        it is replayed, and its saved labels are counted (``moved``, with the files named; those left waiting too,
+        ``moved_waiting``): a copy of the database given the moved file's freed inode (a backup restored once the
+        original went to another filesystem) is taken for it too, and took the labels without a trace (a session-53
+        review); now they are on the file opened and the copies say what they were, for a person to bring to the moved
+        database.
 
         ``wait_s``: how long each save waits for another program's write lock (None: the busy timeout). A label
         refused as busy stays in its file and is returned in ``waiting``, and after ``BUSY_IN_A_ROW`` such
@@ -1045,7 +1046,8 @@ class ReviewService:
                                 None if base is None else int(base), author,
                                 _source(meta.get("source")),   # (absent from older files: not said)
                                 tuple(str(d) for d in meta.get("may_land") or ()),
-                                meta["path"] if isinstance(meta.get("path"), str) and meta["path"] else None)
+                                meta["path"] if isinstance(meta.get("path"), str) and meta["path"] else None,
+                                meta["db_file"] if match == MOVED else None)
                 if busy >= BUSY_IN_A_ROW:
                     waiting.append(replay)   # the database is locked: not tried, it waits with the others
                     continue
@@ -1073,9 +1075,14 @@ class ReviewService:
             except Exception as exc:  # noqa: BLE001 - one bad recovery file must not stop the others; logged
                 log.warning("could not replay %s: %s", meta_path, exc)
                 continue
+        # those copied and left waiting are said at start as well: the window's retry saved them on this file, and
+        # nothing said the move (a session-53 review)
+        moved_waiting = [r.moved_from for r in waiting if r.moved_from is not None]
+        moved_from += [f for f in dict.fromkeys(moved_waiting) if f not in moved_from]
+        kept = bool(moved or moved_waiting)
         return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable or superseded else None, unreadable,
-                         tuple(waiting), elsewhere, moved, tuple(moved_from), self._db_file() if moved else None,
-                         str(root / REPLAYED) if moved else None, superseded)
+                         tuple(waiting), elsewhere, moved, tuple(moved_from), self._db_file() if kept else None,
+                         str(root / REPLAYED) if kept else None, superseded, len(moved_waiting))
 
     def replay(self, r: Replay, wait_s: float | None = None) -> tuple[str, Saved | None]:
         """Save one recovery file's label on the revision it was made on, under the inspector who made it (not
@@ -1340,6 +1347,8 @@ class Recovered:
     replayed: str | None = None
     # labels kept aside in ``aside`` because their files were marked superseded (``mark_superseded``)
     superseded: int = 0
+    # of ``waiting``, labels taken to be the moved database's as ``moved`` (copied to ``replayed`` too)
+    moved_waiting: int = 0
 
 
 @dataclass(frozen=True)
@@ -1355,6 +1364,7 @@ class Replay:
     source: str | None          # how the image came to be labelled
     may_land: tuple[str, ...]   # content digests of the writes its window still had on their way
     image_path: str | None = None   # the image's file as the label was made on it (None: an older file)
+    moved_from: str | None = None   # the database file it records, where it is taken to be this one moved (``MOVED``)
 
     def image(self) -> str:
         """The image named for a person: by its file where the recovery file says it, else by its id."""

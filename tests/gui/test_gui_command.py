@@ -458,6 +458,44 @@ def test_a_backup_given_the_moved_databases_inode_keeps_copies_of_the_labels_it_
         archive.unlink(missing_ok=True)
 
 
+def test_a_label_taken_for_the_moved_database_that_waits_at_a_locked_start_is_said_at_start(
+        folder, artifacts, tmp_path, qtbot, monkeypatch):
+    """A session-52 audit (the session-53 review of a5ddf12b): a recovery file taken to be the moved database's (the
+    same id and (st_dev, st_ino), nothing at its recorded path) while another program held the file locked at start
+    was copied to recovery/replayed and waited; the window's retry then saved it on the backup, and nothing, at start
+    or after, said it was saved on a database taken to be the moved one. Now the start says it waits to be saved on
+    the file opened, taken to be that database moved, and where the copies are."""
+    import json
+    import shutil
+    import sqlite3
+
+    from app.gui.settings_store import StationSettings
+    from app.services.review import recovery_dir
+    from tests.gui.test_review_service import _label_kept_for, _service_on
+    for name in ("line3", "restored"):
+        (tmp_path / name).mkdir()
+    line3, restored, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "restored" / "monday.sqlite",
+                            recovery_dir())
+    image_id = _label_kept_for(line3, folder, artifacts, rec)
+    recorded = json.loads(next(rec.glob("*.json")).read_text())["db_inode"]
+    shutil.copy(line3, restored)   # last night's backup, brought back to look at
+    line3.unlink()
+    db, service = _service_on(restored, artifacts)
+    monkeypatch.setattr(type(db), "file_inode", property(lambda d: tuple(recorded) if d is db else d._file_id))
+    blocker = sqlite3.connect(str(restored), timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")   # another program holds the lock as the station starts
+    win = gui.build_window(db, StationSettings(reviewer="bob"), f"sqlite:///{restored}", interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    assert (f"1 label kept for {line3.resolve()} waits to be saved on {restored.resolve()}, taken to be that database "
+            f"moved; copies kept in {rec / 'replayed'}.") in win.statusBar().currentMessage()
+    assert sorted(p.suffix for p in (rec / "replayed").iterdir()) == [".json", ".npz"]
+    blocker.rollback()
+    blocker.close()
+    qtbot.waitUntil(lambda: not win.review.pending(), timeout=15000)
+    assert [(r.class_name, r.author) for r in service.history(image_id)] == [("scratches", "alice")]
+    win.close()
+    db.close()
+
 @pytest.mark.parametrize("bases", ["known", "not known"])
 def test_two_labels_of_one_image_kept_from_before_a_locked_start_are_both_replayed_once_it_answers(
         db_url, folder, artifacts, qtbot, bases):
