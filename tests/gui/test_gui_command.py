@@ -410,6 +410,25 @@ def test_the_start_says_how_many_recovery_files_belong_to_another_database(db_ur
     db.close()
 
 
+def _label_kept_and_a_backup(tmp_path, folder, artifacts):
+    """Alice's label kept in a recovery file for ``line3/station.sqlite``, then the file copied to
+    ``restored/monday.sqlite`` (last night's backup, brought back to look at): (the database, the backup, the
+    recovery folder, the image's id, the (st_dev, st_ino) the recovery file recorded)."""
+    import json
+    import shutil
+
+    from app.services.review import recovery_dir
+    from tests.gui.test_review_service import _label_kept_for
+    for name in ("line3", "restored"):
+        (tmp_path / name).mkdir()
+    line3, restored, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "restored" / "monday.sqlite",
+                            recovery_dir())
+    image_id = _label_kept_for(line3, folder, artifacts, rec)
+    recorded = json.loads(next(rec.glob("*.json")).read_text())["db_inode"]
+    shutil.copy(line3, restored)
+    return line3, restored, rec, image_id, recorded
+
+
 def test_a_backup_given_the_moved_databases_inode_keeps_copies_of_the_labels_it_takes_and_says_so(
         folder, artifacts, tmp_path, qtbot, monkeypatch):
     """A session-52 audit (the session-53 review of c37eea3b): once a SQLite database had left its filesystem (archived
@@ -417,21 +436,13 @@ def test_a_backup_given_the_moved_databases_inode_keeps_copies_of_the_labels_it_
     moved (the same id, the same (st_dev, st_ino), nothing at the recorded path), and its start took and removed the
     labels kept for the database without a word, while docs/database.md said a copy leaves them. Now they are saved on
     the backup, a copy of each recovery file stays in recovery/replayed, and the start names both files."""
-    import json
     import os
     import shutil
     from pathlib import Path
 
     from app.gui.settings_store import StationSettings
-    from app.services.review import recovery_dir
-    from tests.gui.test_review_service import _label_kept_for, _service_on
-    for name in ("line3", "restored"):
-        (tmp_path / name).mkdir()
-    line3, restored, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "restored" / "monday.sqlite",
-                            recovery_dir())
-    image_id = _label_kept_for(line3, folder, artifacts, rec)
-    recorded = json.loads(next(rec.glob("*.json")).read_text())["db_inode"]
-    shutil.copy(line3, restored)   # last night's backup, brought back to look at
+    from tests.gui.test_review_service import _service_on
+    line3, restored, rec, image_id, recorded = _label_kept_and_a_backup(tmp_path, folder, artifacts)
     shm = Path("/dev/shm")
     archive = shm / f"a53-archive-{os.getpid()}.sqlite"
     if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev:
@@ -465,20 +476,11 @@ def test_a_label_taken_for_the_moved_database_that_waits_at_a_locked_start_is_sa
     was copied to recovery/replayed and waited; the window's retry then saved it on the backup, and nothing, at start
     or after, said it was saved on a database taken to be the moved one. Now the start says it waits to be saved on
     the file opened, taken to be that database moved, and where the copies are."""
-    import json
-    import shutil
     import sqlite3
 
     from app.gui.settings_store import StationSettings
-    from app.services.review import recovery_dir
-    from tests.gui.test_review_service import _label_kept_for, _service_on
-    for name in ("line3", "restored"):
-        (tmp_path / name).mkdir()
-    line3, restored, rec = (tmp_path / "line3" / "station.sqlite", tmp_path / "restored" / "monday.sqlite",
-                            recovery_dir())
-    image_id = _label_kept_for(line3, folder, artifacts, rec)
-    recorded = json.loads(next(rec.glob("*.json")).read_text())["db_inode"]
-    shutil.copy(line3, restored)   # last night's backup, brought back to look at
+    from tests.gui.test_review_service import _service_on
+    line3, restored, rec, image_id, recorded = _label_kept_and_a_backup(tmp_path, folder, artifacts)
     line3.unlink()
     db, service = _service_on(restored, artifacts)
     monkeypatch.setattr(type(db), "file_inode", property(lambda d: tuple(recorded) if d is db else d._file_id))

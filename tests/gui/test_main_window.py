@@ -878,13 +878,10 @@ def test_a_label_kept_from_before_that_cannot_be_set_aside_is_never_saved_over_t
 
 
 
-def test_a_stuck_label_is_marked_with_the_revision_the_edit_was_made_on_after_another_save(db_url, folder, artifacts,
-                                                                                           qtbot):
-    """A session-52 audit (the session-53 review of ace87a9c, the fix above): each retry of the failed move forgot the
-    revision the edit was made on and took the one the window had seen since, the edit's own saved revision, once
-    another save's answer had come; at close the stuck file was marked with it, and the next start saved carol's kept
-    label over the inspector's correction (the image showed "patches" again). Now every retry keeps the first
-    revision, and the next start sets the kept label aside."""
+def _kept_behind_unmovable(db_url, folder, artifacts, qtbot):
+    """A window on a locked database showing alice's kept label of its image, carol's waiting behind it, and
+    recovery/conflicts a plain file (a move into it fails with OSError until the test removes it): (db, service,
+    window, the lock's connection, the image's id, carol's Replay, the conflicts path)."""
     from app.services.review import CONFLICTS, recovery_dir
     db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
     image_id = win.review.image_id
@@ -892,10 +889,21 @@ def test_a_stuck_label_is_marked_with_the_revision_the_edit_was_made_on_after_an
     shown, behind = out.waiting
     win.review.adopt_recovered(out.waiting)
     blocked = recovery_dir() / CONFLICTS
-    blocked.write_text("")   # the move into conflicts fails (OSError) until the window has closed
+    blocked.write_text("")
     win.review.reload(image_id)
     qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
                     timeout=5000)
+    return db, service, win, blocker, image_id, behind, blocked
+
+
+def test_a_stuck_label_is_marked_with_the_revision_the_edit_was_made_on_after_another_save(db_url, folder, artifacts,
+                                                                                           qtbot):
+    """A session-52 audit (the session-53 review of ace87a9c, the fix above): each retry of the failed move forgot the
+    revision the edit was made on and took the one the window had seen since, the edit's own saved revision, once
+    another save's answer had come; at close the stuck file was marked with it, and the next start saved carol's kept
+    label over the inspector's correction (the image showed "patches" again). Now every retry keeps the first
+    revision, and the next start sets the kept label aside."""
+    db, service, win, blocker, image_id, behind, blocked = _kept_behind_unmovable(db_url, folder, artifacts, qtbot)
     win.review.set_class(CLASSES[1])
     blocker.rollback()
     blocker.close()
@@ -927,17 +935,8 @@ def test_a_stuck_label_behind_an_edit_kept_in_a_recovery_file_is_set_aside_at_th
     carol's kept in conflicts."""
     import time
 
-    from app.services.review import CONFLICTS, recovery_dir
-    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
-    image_id = win.review.image_id
-    out = _alice_and_carol_kept(db, service, image_id, artifacts)
-    shown, behind = out.waiting
-    win.review.adopt_recovered(out.waiting)
-    blocked = recovery_dir() / CONFLICTS
-    blocked.write_text("")   # the move into conflicts fails (OSError) until the window has closed
-    win.review.reload(image_id)
-    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
-                    timeout=5000)
+    from app.services.review import recovery_dir
+    db, service, win, blocker, image_id, behind, blocked = _kept_behind_unmovable(db_url, folder, artifacts, qtbot)
     time.sleep(1.1)   # the earlier session wrote its files before this one (the names sort by the second)
     win.review.set_class(CLASSES[1])
     qtbot.wait(300)
