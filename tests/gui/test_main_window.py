@@ -824,6 +824,24 @@ def test_an_edit_undone_before_it_is_saved_leaves_the_labels_kept_from_before_wa
     db.close()
 
 
+def _kept_behind_unmovable(db_url, folder, artifacts, qtbot):
+    """A window on a locked database showing alice's kept label of its image, carol's waiting behind it, and
+    recovery/conflicts a plain file (a move into it fails with OSError until the test removes it): (db, service,
+    window, the lock's connection, the image's id, carol's Replay, the conflicts path)."""
+    from app.services.review import CONFLICTS, recovery_dir
+    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
+    image_id = win.review.image_id
+    out = _alice_and_carol_kept(db, service, image_id, artifacts)
+    shown, behind = out.waiting
+    win.review.adopt_recovered(out.waiting)
+    blocked = recovery_dir() / CONFLICTS
+    blocked.write_text("")
+    win.review.reload(image_id)
+    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
+                    timeout=5000)
+    return db, service, win, blocker, image_id, behind, blocked
+
+
 @pytest.mark.parametrize("freed", ["at the next save", "not before the close"])
 def test_a_label_kept_from_before_that_cannot_be_set_aside_is_never_saved_over_the_edit(db_url, folder, artifacts,
                                                                                         qtbot, freed):
@@ -833,19 +851,10 @@ def test_a_label_kept_from_before_that_cannot_be_set_aside_is_never_saved_over_t
     its file for the next start" as if harmless. Now it is kept, never replayed, moved again at the next save's
     answer and at close; still stuck at close, its file says the revision the edit was made on, and the next start
     sets it aside; the status bar says so."""
-    from app.services.review import CONFLICTS, recovery_dir
-    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
-    image_id = win.review.image_id
-    out = _alice_and_carol_kept(db, service, image_id, artifacts)
-    shown, behind = out.waiting
-    win.review.adopt_recovered(out.waiting)
-    blocked = recovery_dir() / CONFLICTS
-    blocked.write_text("")   # the move into conflicts fails (OSError)
+    from app.services.review import recovery_dir
+    db, service, win, blocker, image_id, behind, blocked = _kept_behind_unmovable(db_url, folder, artifacts, qtbot)
     said: list[str] = []
     win.review.message.connect(said.append)
-    win.review.reload(image_id)
-    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
-                    timeout=5000)
     win.review.set_class(CLASSES[1])
     blocker.rollback()
     blocker.close()
@@ -876,24 +885,6 @@ def test_a_label_kept_from_before_that_cannot_be_set_aside_is_never_saved_over_t
     assert [p.name for p in blocked.glob("*.json")] == [behind.path.name]
     db.close()
 
-
-
-def _kept_behind_unmovable(db_url, folder, artifacts, qtbot):
-    """A window on a locked database showing alice's kept label of its image, carol's waiting behind it, and
-    recovery/conflicts a plain file (a move into it fails with OSError until the test removes it): (db, service,
-    window, the lock's connection, the image's id, carol's Replay, the conflicts path)."""
-    from app.services.review import CONFLICTS, recovery_dir
-    db, service, win, blocker = _window_on_a_lockable_db(db_url, folder, artifacts, qtbot)
-    image_id = win.review.image_id
-    out = _alice_and_carol_kept(db, service, image_id, artifacts)
-    shown, behind = out.waiting
-    win.review.adopt_recovered(out.waiting)
-    blocked = recovery_dir() / CONFLICTS
-    blocked.write_text("")
-    win.review.reload(image_id)
-    qtbot.waitUntil(lambda: win.review.label is not None and win.review.label.class_name == shown.state.class_name,
-                    timeout=5000)
-    return db, service, win, blocker, image_id, behind, blocked
 
 
 def test_a_stuck_label_is_marked_with_the_revision_the_edit_was_made_on_after_another_save(db_url, folder, artifacts,
