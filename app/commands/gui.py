@@ -203,7 +203,7 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
     from app.gui.review_controller import ReviewController
     from app.gui.theme import apply_theme
     from app.services.model_catalog import ModelCatalog
-    from app.services.review import ReviewService, recovery_dir
+    from app.services.review import CONFLICTS, ReviewService, recovery_dir
     from app.services.wording import agree, plural
 
     apply_theme(cast(QApplication, QApplication.instance()), settings.theme)  # main() made it
@@ -260,6 +260,11 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
             said.append(f"{plural(n, 'recovery file')} {agree(n, 'belongs', 'belong')} to another database: kept in "
                         f"{recovery_dir()} until the station opens the database {agree(n, 'it was', 'they were')} "
                         "written on.")
+        if n := recovered.superseded_stuck:
+            said.append(f"{plural(n, 'label')} kept from an earlier session {agree(n, 'was', 'were')} not saved (an "
+                        f"inspector labelled {agree(n, 'that image', 'those images')} after {agree(n, 'it', 'them')}) "
+                        f"and could not be moved to {Path(recovered.root or recovery_dir()) / CONFLICTS} ({recovered.stuck_reason}): "
+                        f"{agree(n, 'it stays', 'they stay')} in {recovered.root}, never saved.")
         if recovered.kept_aside or recovered.unreadable or recovered.superseded:
             # A person has to look at these: a box once the window is up, not a status line the folder's own
             # messages replace a moment later (seen under Xvfb).

@@ -1648,8 +1648,9 @@ class ReviewController(QObject):
             said.append(f"{plural(n, 'label')} kept from an earlier session for {name} could not be moved to "
                         f"{failed[0].path.parent / CONFLICTS} ({error}): {agree(n, 'it is', 'they are')} not saved "
                         f"over your label, and the move is tried again; if {agree(n, 'it', 'they')} still cannot be "
-                        f"moved when the window closes, {agree(n, 'its file is', 'their files are')} marked so that the "
-                        f"next start sets {agree(n, 'it', 'them')} aside.")
+                        f"moved when the window closes, {agree(n, 'its file is', 'their files are')} marked so that no "
+                        f"later start saves {agree(n, 'it', 'them')} (the next one sets {agree(n, 'it', 'them')} aside "
+                        "where it can, and says so).")
         if said:
             self.message.emit(" ".join(said))
 

@@ -979,6 +979,7 @@ class ReviewService:
         root = folder or recovery_dir()
         _sweep_leftovers(root)
         saved, aside, unreadable, busy, elsewhere, moved, superseded = 0, 0, 0, 0, 0, 0, 0
+        superseded_stuck, stuck_reason = 0, ""
         waiting: list[Replay] = []
         moved_from: list[str] = []
         for meta_path in sorted(root.glob("*.json")) if root.is_dir() else []:
@@ -1017,7 +1018,15 @@ class ReviewService:
                     # the same revision, and sorted after it; by that revision alone it was saved first and the
                     # inspector's went to conflicts (a session-53 review)
                     log.warning("%s: marked superseded (%s): kept aside", meta_path, meta["superseded"])
-                    _set_aside(root, meta_path)
+                    try:
+                        _set_aside(root, meta_path)
+                    except OSError as exc:
+                        # the move that failed in the window fails here too (conflicts/ unusable): never replayed,
+                        # and said at every start, not only logged (a session-53 re-read)
+                        log.warning("%s: cannot be set aside (%s): stays, never replayed", meta_path, exc)
+                        stuck_reason = exc.strerror or str(exc)
+                        superseded_stuck += 1
+                        continue
                     superseded += 1
                     continue
                 if match == MOVED:   # (an OSError: logged below, the file stays for the next start)
@@ -1082,7 +1091,8 @@ class ReviewService:
         kept = bool(moved or moved_waiting)
         return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable or superseded else None, unreadable,
                          tuple(waiting), elsewhere, moved, tuple(moved_from), self._db_file() if kept else None,
-                         str(root / REPLAYED) if kept else None, superseded, len(moved_waiting))
+                         str(root / REPLAYED) if kept else None, superseded, len(moved_waiting), superseded_stuck,
+                         stuck_reason, str(root))
 
     def replay(self, r: Replay, wait_s: float | None = None) -> tuple[str, Saved | None]:
         """Save one recovery file's label on the revision it was made on, under the inspector who made it (not
@@ -1349,6 +1359,11 @@ class Recovered:
     superseded: int = 0
     # of ``waiting``, labels taken to be the moved database's as ``moved`` (copied to ``replayed`` too)
     moved_waiting: int = 0
+    # labels marked superseded that could not be moved to ``aside`` either (``stuck_reason``): left in ``root``,
+    # never replayed, said at every start
+    superseded_stuck: int = 0
+    stuck_reason: str = ""
+    root: str | None = None
 
 
 @dataclass(frozen=True)

@@ -924,3 +924,37 @@ def test_a_pair_being_set_aside_keeps_its_masks_through_a_sweep_and_a_killed_mov
     assert (out.saved, out.kept_aside, out.unreadable) == (0, 0, 0)
     assert not list(rec.glob("*.*"))
     assert {meta.name, meta.with_suffix(".npz").name} <= {p.name for p in (rec / "conflicts").iterdir()}
+
+
+def test_a_superseded_label_that_still_cannot_be_set_aside_is_never_saved_and_is_said(folder, artifacts, tmp_path,
+                                                                                     qtbot):
+    """A session-53 re-read: a label marked superseded (the window could not move it to recovery/conflicts) met the
+    same unusable conflicts/ at the next start; the move's OSError was only logged, the file stayed in recovery/,
+    nothing was counted or said, at every start, while the window had promised the next start would set it aside.
+    Now it is counted (``superseded_stuck``), never saved, and the start says where it stays and why."""
+    import json
+
+    from app.commands import gui
+    from app.gui.settings_store import StationSettings
+    from app.services.review import CONFLICTS, recovery_dir
+    station = tmp_path / "station.sqlite"
+    rec = recovery_dir()
+    image_id = _label_kept_for(station, folder, artifacts, rec)
+    kept = next(rec.glob("*.json"))
+    meta = json.loads(kept.read_text())
+    meta["superseded"] = {"by": "tester", "at": "2026-12-07T20:00:00+00:00", "why": "labelled since"}
+    kept.write_text(json.dumps(meta))
+    (rec / CONFLICTS).write_text("")   # conflicts/ still unusable at this start
+    db, service = _service_on(station, artifacts)
+    win = gui.build_window(db, StationSettings(reviewer="bob"), f"sqlite:///{station}", interactive=False, jobs=False)
+    qtbot.addWidget(win)
+    assert service.history(image_id) == []
+    assert [p.name for p in rec.glob("*.json")] == [kept.name]
+    message = win.statusBar().currentMessage()
+    assert (f"1 label kept from an earlier session was not saved (an inspector labelled that image after it) and "
+            f"could not be moved to {rec / CONFLICTS} (") in message
+    assert f"it stays in {rec}, never saved." in message
+    win.close()
+    out = service.recover(rec)   # and at every later start
+    assert (out.saved, out.superseded, out.superseded_stuck) == (0, 0, 1)
+    db.close()
