@@ -144,8 +144,8 @@ def unreadable_file(path: str | None, chunks: bool = False) -> str | None:
     ``chunks``: a PNG's chunks are checked too (``refusal_before_decoding``: read from the file a piece at a time, no
     larger than the reader's file bound, and not read again while the file is unchanged). ``ReviewService.save`` asks
     for it, off the GUI thread: a truncated PNG whose header was sound passed the header check, and a key pressed
-    before the viewer's read failed saved "accepted" on it (a session-52 audit). The detail's check (the window's key refusal) stays on the header: the viewer reads the file
-    anyway and says a broken one."""
+    before the viewer's read failed saved "accepted" on it (a session-52 audit). The detail's check (the window's key
+    refusal) stays on the header: the viewer reads the file anyway and says a broken one."""
     from inference.imageio import refusal_before_decoding
 
     if path is None:

@@ -169,8 +169,8 @@ def add_stats(model_dir: Path, data: Path, out: Path | None = None, device: str 
     seed = int(loaded.card.get("training", {}).get("seed", 0))
     _, fit, held, _ = good_split(data, loaded.config, seed, log=log)
     model, info = choose_term(loaded.model, fit, held, torch.device(device), seed, log, force, term)
-    card = recalibrated_card(loaded.card, TERMS[term].card_key, info, model, held, torch.device(device),
-                                       shell_join(["python", "-m", "inference.training.anomaly_stats", *sys.argv[1:]]), log)
+    command = shell_join(["python", "-m", "inference.training.anomaly_stats", *sys.argv[1:]])
+    card = recalibrated_card(loaded.card, TERMS[term].card_key, info, model, held, torch.device(device), command, log)
     save_model(out or model_dir, loaded.name, model, model.config, card)
     return card
 
