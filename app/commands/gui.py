@@ -263,9 +263,8 @@ def build_window(db, settings, url: str, interactive: bool = True, jobs: bool = 
         if n := recovered.superseded_stuck:
             said.append(f"{plural(n, 'label')} kept from an earlier session {agree(n, 'was', 'were')} not saved (an "
                         f"inspector labelled {agree(n, 'that image', 'those images')} after {agree(n, 'it', 'them')}) "
-                        f"and could not be moved to {Path(recovered.root or recovery_dir()) / CONFLICTS} "
-                        f"({recovered.stuck_reason}): "
-                        f"{agree(n, 'it stays', 'they stay')} in {recovered.root}, never saved.")
+                        f"and could not be moved to {recovery_dir() / CONFLICTS} ({recovered.stuck_reason}): "
+                        f"{agree(n, 'it stays', 'they stay')} in {recovery_dir()}, never saved.")
         if recovered.kept_aside or recovered.unreadable or recovered.superseded:
             # A person has to look at these: a box once the window is up, not a status line the folder's own
             # messages replace a moment later (seen under Xvfb).

@@ -1092,7 +1092,7 @@ class ReviewService:
         return Recovered(saved, aside, str(root / CONFLICTS) if aside or unreadable or superseded else None, unreadable,
                          tuple(waiting), elsewhere, moved, tuple(moved_from), self._db_file() if kept else None,
                          str(root / REPLAYED) if kept else None, superseded, len(moved_waiting), superseded_stuck,
-                         stuck_reason, str(root))
+                         stuck_reason)
 
     def replay(self, r: Replay, wait_s: float | None = None) -> tuple[str, Saved | None]:
         """Save one recovery file's label on the revision it was made on, under the inspector who made it (not
@@ -1359,11 +1359,10 @@ class Recovered:
     superseded: int = 0
     # of ``waiting``, labels taken to be the moved database's as ``moved`` (copied to ``replayed`` too)
     moved_waiting: int = 0
-    # labels marked superseded that could not be moved to ``aside`` either (``stuck_reason``): left in ``root``,
-    # never replayed, said at every start
+    # labels marked superseded that could not be moved to conflicts/ either (``stuck_reason``): left in the recovery
+    # folder, never replayed, said at every start
     superseded_stuck: int = 0
     stuck_reason: str = ""
-    root: str | None = None
 
 
 @dataclass(frozen=True)
